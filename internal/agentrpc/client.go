@@ -1,0 +1,186 @@
+package agentrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/rpc"
+)
+
+// ErrConnLost matches errors caused by the connection to the agent, not by
+// the call: the agent exited (idle exit is normal) or the socket closed.
+// A caller may reconnect and, for calls safe to repeat, retry once.
+var ErrConnLost = errors.New("agent connection lost")
+
+type connError struct{ err error }
+
+func (e *connError) Error() string        { return "agent connection lost: " + e.err.Error() }
+func (e *connError) Unwrap() error        { return e.err }
+func (e *connError) Is(target error) bool { return target == ErrConnLost }
+
+// Client is a typed client for one connection to an agent. It is safe for
+// concurrent use; calls are multiplexed over the connection.
+type Client struct {
+	rc *rpc.Client
+}
+
+// Dial connects to the agent listening at address ("unix" network for a socket path).
+func Dial(ctx context.Context, network, address string) (*Client, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(conn), nil
+}
+
+// NewClient returns a client using conn, which it owns from then on.
+func NewClient(conn net.Conn) *Client {
+	return &Client{rc: rpc.NewClient(conn)}
+}
+
+// Close closes the connection. Calls in flight fail with ErrConnLost.
+func (c *Client) Close() error { return c.rc.Close() }
+
+// Call invokes method with args and fills reply. Protocol errors come back as
+// *Error (match with errors.Is against ErrNotFound and the rest), transport
+// errors match ErrConnLost. If ctx ends first Call returns ctx.Err() at once;
+// the reply, when it arrives, is dropped.
+func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
+	call := c.rc.Go(method, args, reply, make(chan *rpc.Call, 1))
+	select {
+	case <-call.Done:
+		return mapErr(call.Error)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se rpc.ServerError
+	if errors.As(err, &se) {
+		return Decode(err)
+	}
+	if errors.Is(err, rpc.ErrShutdown) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &connError{err}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return &connError{err}
+	}
+	return fmt.Errorf("agent call: %w", err)
+}
+
+// Info returns the agent's description of itself.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	var r Info
+	err := c.Call(ctx, MethodInfo, &Empty{}, &r)
+	return r, err
+}
+
+// Start starts a session.
+func (c *Client) Start(ctx context.Context, req StartRequest) (Session, error) {
+	var r Session
+	err := c.Call(ctx, MethodSessionStart, &req, &r)
+	return r, err
+}
+
+// Sessions lists all sessions the agent knows, oldest first.
+func (c *Client) Sessions(ctx context.Context) ([]Session, error) {
+	var r SessionList
+	err := c.Call(ctx, MethodSessionList, &Empty{}, &r)
+	return r.Sessions, err
+}
+
+// Session returns one session's record.
+func (c *Client) Session(ctx context.Context, id string) (Session, error) {
+	var r Session
+	err := c.Call(ctx, MethodSessionGet, &SessionRef{ID: id}, &r)
+	return r, err
+}
+
+// Stop stops a session and returns its record once it has ended.
+func (c *Client) Stop(ctx context.Context, req StopRequest) (Session, error) {
+	var r Session
+	err := c.Call(ctx, MethodSessionStop, &req, &r)
+	return r, err
+}
+
+// Signal sends a signal to a session's process group.
+func (c *Client) Signal(ctx context.Context, id, signal string) error {
+	return c.Call(ctx, MethodSessionSignal, &SignalRequest{ID: id, Signal: signal}, &Empty{})
+}
+
+// Resize changes a tty session's terminal size.
+func (c *Client) Resize(ctx context.Context, id string, rows, cols uint16) error {
+	return c.Call(ctx, MethodSessionResize, &ResizeRequest{ID: id, Rows: rows, Cols: cols}, &Empty{})
+}
+
+// WriteInput writes data to a session's standard input.
+func (c *Client) WriteInput(ctx context.Context, id string, data []byte) error {
+	return c.Call(ctx, MethodSessionInput, &InputRequest{ID: id, Data: data}, &Empty{})
+}
+
+// CloseInput closes a session's standard input (end of file).
+func (c *Client) CloseInput(ctx context.Context, id string) error {
+	return c.Call(ctx, MethodSessionClose, &SessionRef{ID: id}, &Empty{})
+}
+
+// ReadOutput reads a chunk of a session's output.
+func (c *Client) ReadOutput(ctx context.Context, req OutputRequest) (Output, error) {
+	var r Output
+	err := c.Call(ctx, MethodSessionOutput, &req, &r)
+	return r, err
+}
+
+// Stat describes a path in the workspace, without following a final symlink.
+func (c *Client) Stat(ctx context.Context, path string) (FileInfo, error) {
+	var r FileInfo
+	err := c.Call(ctx, MethodFileStat, &PathRequest{Path: path}, &r)
+	return r, err
+}
+
+// List lists a directory in the workspace.
+func (c *Client) List(ctx context.Context, path string) ([]FileInfo, error) {
+	var r DirList
+	err := c.Call(ctx, MethodFileList, &PathRequest{Path: path}, &r)
+	return r.Entries, err
+}
+
+// Read reads a chunk of a file in the workspace.
+func (c *Client) Read(ctx context.Context, req ReadRequest) (ReadReply, error) {
+	var r ReadReply
+	err := c.Call(ctx, MethodFileRead, &req, &r)
+	return r, err
+}
+
+// Write replaces a file in the workspace atomically.
+func (c *Client) Write(ctx context.Context, req WriteRequest) (FileInfo, error) {
+	var r FileInfo
+	err := c.Call(ctx, MethodFileWrite, &req, &r)
+	return r, err
+}
+
+// Mkdir creates a directory in the workspace.
+func (c *Client) Mkdir(ctx context.Context, req MkdirRequest) (FileInfo, error) {
+	var r FileInfo
+	err := c.Call(ctx, MethodFileMkdir, &req, &r)
+	return r, err
+}
+
+// Remove removes a path in the workspace.
+func (c *Client) Remove(ctx context.Context, req RemoveRequest) error {
+	return c.Call(ctx, MethodFileRemove, &req, &Empty{})
+}
+
+// Rename renames a path within the workspace.
+func (c *Client) Rename(ctx context.Context, req RenameRequest) (FileInfo, error) {
+	var r FileInfo
+	err := c.Call(ctx, MethodFileRename, &req, &r)
+	return r, err
+}

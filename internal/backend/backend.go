@@ -1,0 +1,69 @@
+// Package backend maps a user to the endpoint of their agent: a local socket
+// (system or systemd --user agent) or an agent in a container.
+package backend
+
+import (
+	"context"
+	"fmt"
+)
+
+// User is a Linux user the control plane serves.
+type User struct {
+	Name string
+	UID  uint32
+	GID  uint32
+	Home string
+}
+
+// Placement says where a user's agent runs.
+type Placement string
+
+// Placements.
+const (
+	PlacementSystem    Placement = "system"    // octo-agent@USER.service, socket in [local] socket_dir
+	PlacementUser      Placement = "user"      // systemd --user octo-user.service, [local] user_socket
+	PlacementContainer Placement = "container" // octo-agent in a container, through the Docker Engine API
+	PlacementDev       Placement = "dev"       // in-process agent of `octo dev`
+)
+
+// Endpoint is where a user's agent listens.
+type Endpoint struct {
+	Placement Placement
+	Socket    string // Unix socket path on the host
+}
+
+// ContainerRuntime runs users' agents in containers. The container package
+// implements it; the backend calls it for PlacementContainer.
+type ContainerRuntime interface {
+	// Ping reports whether the engine answers; its error names the engine socket.
+	Ping(ctx context.Context) error
+	// Ensure returns once u's agent container is running and its agent listens
+	// on sock (a host path whose directory the container bind-mounts), reusing
+	// a running container labelled for u or replacing a dead one. Its errors
+	// are *Error values.
+	Ensure(ctx context.Context, u User, sock string) error
+}
+
+// Error codes of failures to reach an agent, as the HTTP API reports them.
+const (
+	CodeUnavailable = "agent_unavailable" // 503
+	CodeTimeout     = "agent_timeout"     // 504
+	CodeFailed      = "agent_failed"      // 502: the agent (or its container) died before answering
+)
+
+// Error is a failure to reach a user's agent. Message says what to do about it.
+type Error struct {
+	Code    string
+	Status  int // HTTP status
+	Message string
+	Err     error // underlying cause, if any
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %v", e.Message, e.Err)
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
