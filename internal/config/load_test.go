@@ -1,0 +1,143 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleLoadsAsDefaults(t *testing.T) {
+	got, err := Load("../../testdata/config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Users.Allow) == 0 {
+		got.Users.Allow = nil // allow = [] in the file
+	}
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("example config = %+v\nwant the defaults %+v", got, want)
+	}
+}
+
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range tomlKeys(reflect.TypeOf(Config{}), "") {
+		section, name, _ := strings.Cut(key, ".")
+		idx := strings.Index(string(data), "["+section+"]")
+		if idx < 0 || !strings.Contains(string(data[idx:]), "\n"+name+" = ") {
+			t.Errorf("key %s is not in testdata/config.example.toml", key)
+		}
+	}
+}
+
+func tomlKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("toml")
+		if f.Type.Kind() == reflect.Struct && prefix == "" {
+			keys = append(keys, tomlKeys(f.Type, tag+".")...)
+			continue
+		}
+		keys = append(keys, prefix+tag)
+	}
+	return keys
+}
+
+func TestMissingFileGivesDefaults(t *testing.T) {
+	got, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(missing) = %+v, want defaults", got)
+	}
+}
+
+func TestValues(t *testing.T) {
+	var cfg = Default()
+	err := Parse("x.toml", `
+[server]
+listen = "127.0.0.1:9"
+max_body_bytes = 1024
+max_header_bytes = "2k"
+agent_timeout = "1m30s"
+[backend]
+mode = "auto"
+[users]
+allow = ["alice"]
+min_uid = 500
+[container]
+memory = "2G"
+`, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", cfg.Server.Listen, "127.0.0.1:9"},
+		{"max_body_bytes", cfg.Server.MaxBodyBytes, ByteSize(1024)},
+		{"max_header_bytes", cfg.Server.MaxHeaderBytes, ByteSize(2048)},
+		{"agent_timeout", cfg.Server.AgentTimeout.Duration, 90 * time.Second},
+		{"mode", cfg.Backend.Mode, "auto"},
+		{"allow", cfg.Users.Allow, []string{"alice"}},
+		{"min_uid", cfg.Users.MinUID, uint32(500)},
+		{"memory", cfg.Container.Memory, ByteSize(2 << 30)},
+		{"untouched default", cfg.Local.SocketDir, "/run/octo"},
+	} {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestMistakesNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       []string // substrings of the error
+	}{
+		{"unknown key", "[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n", []string{"bad.toml", "unknown key server.lisen"}},
+		{"unknown section", "[sever]\nlisten = \"x\"\n", []string{"unknown key sever"}},
+		{"syntax", "[server]\nlisten = \n", []string{"bad.toml:2"}},
+		{"wrong type", "[server]\n\nlisten = 3000\n", []string{"bad.toml: line 3", "server.listen"}},
+		{"bad duration", "[local]\nconnect_timeout = \"5 parsecs\"\n", []string{"bad.toml:2", "local.connect_timeout", "invalid duration"}},
+		{"unitless duration", "[server]\nagent_timeout = 10\n", []string{"server.agent_timeout"}},
+		{"bad size", "[server]\nmax_body_bytes = \"lots\"\n", []string{"server.max_body_bytes", "invalid size"}},
+		{"bad mode", "[backend]\nmode = \"cloud\"\n", []string{"key backend.mode", "\"cloud\""}},
+		{"bad listen", "[server]\nlisten = \"3000\"\n", []string{"key server.listen"}},
+		{"relative state dir", "[server]\nstate_dir = \"state\"\n", []string{"key server.state_dir", "absolute"}},
+		{"zero timeout", "[server]\nagent_timeout = \"0s\"\n", []string{"key server.agent_timeout"}},
+		{"zero streams", "[server]\nmax_streams_per_user = 0\n", []string{"key server.max_streams_per_user"}},
+		{"bad user", "[users]\nallow = [\"a b\"]\n", []string{"key users.allow"}},
+		{"negative uid", "[users]\nmin_uid = -1\n", []string{"users.min_uid"}},
+		{"container without image", "[backend]\nmode = \"container\"\n[container]\nimage = \"\"\n", []string{"key container.image"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Default()
+			err := Parse("bad.toml", tc.text, &cfg)
+			if err == nil {
+				t.Fatalf("Parse(%q) = nil error, want one naming %q", tc.text, tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "read config") {
+		t.Errorf("Load(directory) error = %v, want a read error", err)
+	}
+}
