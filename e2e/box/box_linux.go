@@ -1,0 +1,288 @@
+package box
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+//go:embed init.sh
+var initScript []byte
+
+// Inside is where the shared directory appears inside a box.
+const Inside = "/octo-share"
+
+// Box is a running systemd machine in its own namespaces.
+type Box struct {
+	share  string    // host directory bound at Inside
+	cgroup string    // host path of the box's cgroup2 directory
+	cmd    *exec.Cmd // unshare; its only child is the box's systemd
+	pid    int       // host PID of the box's systemd (PID 1 inside)
+	log    *os.File
+	done   chan struct{} // closed when cmd has exited
+}
+
+// Check reports why boxes cannot run here (nil if they can).
+func Check() error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root")
+	}
+	for _, tool := range []string{"unshare", "nsenter", "mount", "ip", "pivot_root"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("needs %s (util-linux, iproute2): %w", tool, err)
+		}
+	}
+	if _, err := os.Stat("/lib/systemd/systemd"); err != nil {
+		return fmt.Errorf("needs systemd installed: %w", err)
+	}
+	if _, err := cgroup2Root(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// cgroup2Root returns where the cgroup2 hierarchy is mounted:
+// /sys/fs/cgroup on a pure cgroup2 host, /sys/fs/cgroup/unified on a hybrid one.
+func cgroup2Root() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(pre)
+		if len(fields) >= 5 && strings.HasPrefix(post, "cgroup2 ") && fields[3] == "/" {
+			return fields[4], nil
+		}
+	}
+	return "", errors.New("needs a cgroup2 hierarchy (none mounted)")
+}
+
+// Boot starts a box sharing the host directory share (bound at Inside) and
+// waits until its systemd reports running. Console output goes to
+// share/box.log. The caller must Close the box.
+func Boot(ctx context.Context, share string) (*Box, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	share, err := filepath.Abs(share)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(share, "init.sh"), initScript, 0o755); err != nil {
+		return nil, err
+	}
+	cgRoot, err := cgroup2Root()
+	if err != nil {
+		return nil, err
+	}
+	b := &Box{share: share, done: make(chan struct{})}
+	b.cgroup = filepath.Join(cgRoot, fmt.Sprintf("octo-e2e-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	if err := os.Mkdir(b.cgroup, 0o755); err != nil {
+		return nil, fmt.Errorf("create box cgroup: %w", err)
+	}
+	if err := b.start(); err != nil {
+		b.removeCgroup()
+		return nil, err
+	}
+	if err := b.waitRunning(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Box) start() error {
+	cg, err := os.Open(b.cgroup)
+	if err != nil {
+		return err
+	}
+	defer cg.Close()
+	b.log, err = os.Create(filepath.Join(b.share, "box.log"))
+	if err != nil {
+		return err
+	}
+	b.cmd = exec.Command("unshare", "--cgroup", "--pid", "--fork", "--kill-child", "--mount", "--net",
+		"/bin/sh", filepath.Join(b.share, "init.sh"), b.share)
+	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
+	b.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{
+		UseCgroupFD: true,
+		CgroupFD:    int(cg.Fd()),
+		Pdeathsig:   syscall.SIGKILL, // and --kill-child takes the box down with it
+		Setsid:      true,
+	}
+	if err := b.cmd.Start(); err != nil {
+		b.log.Close()
+		return fmt.Errorf("start unshare: %w", err)
+	}
+	go func() { b.cmd.Wait(); close(b.done) }()
+	return nil
+}
+
+// waitRunning finds the box's PID 1 and waits for systemd to finish booting.
+func (b *Box) waitRunning(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	for b.pid == 0 {
+		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", b.cmd.Process.Pid, b.cmd.Process.Pid))
+		if f := strings.Fields(string(children)); len(f) > 0 {
+			if pid, _ := strconv.Atoi(f[0]); pid > 0 {
+				if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); strings.HasSuffix(exe, "/systemd") {
+					b.pid = pid
+					break
+				}
+			}
+		}
+		select {
+		case <-b.done:
+			return fmt.Errorf("box exited while booting; see %s:\n%s", b.log.Name(), b.tail())
+		case <-ctx.Done():
+			return fmt.Errorf("box did not start systemd: %w; see %s:\n%s", ctx.Err(), b.log.Name(), b.tail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	for {
+		out, _ := b.Command(ctx, "systemctl", "is-system-running").Output()
+		switch s := strings.TrimSpace(string(out)); s {
+		case "running":
+			return nil
+		case "degraded":
+			failed, _ := b.Run(ctx, "systemctl", "--failed", "--no-pager", "--no-legend")
+			return fmt.Errorf("box booted degraded; failed units:\n%s", failed)
+		}
+		select {
+		case <-b.done:
+			return fmt.Errorf("box exited while booting; see %s:\n%s", b.log.Name(), b.tail())
+		case <-ctx.Done():
+			return fmt.Errorf("box systemd not running: %w; see %s:\n%s", ctx.Err(), b.log.Name(), b.tail())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (b *Box) tail() string {
+	data, _ := os.ReadFile(b.log.Name())
+	if len(data) > 4000 {
+		data = data[len(data)-4000:]
+	}
+	return string(data)
+}
+
+// PID is the host PID of the box's systemd.
+func (b *Box) PID() int { return b.pid }
+
+// Share is the host directory that the box sees at Inside.
+func (b *Box) Share() string { return b.share }
+
+// Path returns the host path of path inside the box (through /proc/PID/root).
+func (b *Box) Path(path string) string {
+	return fmt.Sprintf("/proc/%d/root%s", b.pid, path)
+}
+
+// Command returns a command that runs argv inside the box as root, in all
+// of its namespaces, with its root directory.
+func (b *Box) Command(ctx context.Context, argv ...string) *exec.Cmd {
+	args := append([]string{"-t", strconv.Itoa(b.pid), "-a", "-r", "-w", "--"}, argv...)
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"}
+	cmd.Dir = "/"
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// Run runs argv inside the box as root and returns its standard output. Its
+// error includes the command's standard error.
+func (b *Box) Run(ctx context.Context, argv ...string) (string, error) {
+	cmd := b.Command(ctx, argv...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("box: %s: %w: %s%s", strings.Join(argv, " "), err, out, stderr.Bytes())
+	}
+	return string(out), nil
+}
+
+// RunAs runs argv inside the box as user (with the user's groups, home and
+// a login-like environment) and returns its standard output.
+func (b *Box) RunAs(ctx context.Context, user string, argv ...string) (string, error) {
+	return b.Run(ctx, append([]string{"runuser", "-u", user, "--"}, argv...)...)
+}
+
+// Sh runs a shell script inside the box as root.
+func (b *Box) Sh(ctx context.Context, script string) (string, error) {
+	return b.Run(ctx, "/bin/sh", "-ec", script)
+}
+
+// Close powers the box off (killing it if it does not stop within 30s) and
+// removes its cgroup. It is safe to call more than once.
+func (b *Box) Close() error {
+	if b.cmd == nil {
+		return nil
+	}
+	select {
+	case <-b.done:
+	default:
+		if b.pid != 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			b.Command(ctx, "systemctl", "poweroff", "--no-block").Run()
+			cancel()
+		}
+		select {
+		case <-b.done:
+		case <-time.After(30 * time.Second):
+			os.WriteFile(filepath.Join(b.cgroup, "cgroup.kill"), []byte("1"), 0)
+			b.cmd.Process.Kill()
+			<-b.done
+		}
+	}
+	b.log.Close()
+	// Processes may linger a moment after PID 1 is gone.
+	os.WriteFile(filepath.Join(b.cgroup, "cgroup.kill"), []byte("1"), 0)
+	err := b.removeCgroup()
+	os.Remove(filepath.Join(b.share, ".root"))
+	return err
+}
+
+// removeCgroup removes the box's cgroup directory and everything below it,
+// deepest first, retrying while the last processes exit.
+func (b *Box) removeCgroup() error {
+	var err error
+	for try := 0; try < 50; try++ {
+		var dirs []string
+		filepath.WalkDir(b.cgroup, func(p string, d os.DirEntry, e error) error {
+			if e == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		err = nil
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if e := os.Remove(dirs[i]); e != nil && !errors.Is(e, os.ErrNotExist) {
+				err = e
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("remove box cgroup: %w", err)
+}
