@@ -1,0 +1,212 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/rpc"
+	"sync"
+	"syscall"
+	"time"
+
+	"octo/internal/agentrpc"
+	"octo/internal/peercred"
+)
+
+// Safety says whether a call may be sent twice.
+type Safety bool
+
+// Call safety.
+const (
+	Once       Safety = false // Start, Write, Input, Signal, Stop...: retried only if never sent
+	Repeatable Safety = true  // Info, List, Stat, Read, Get: retried once after a lost connection
+)
+
+// DefaultIdleClose is how long a pooled connection may go unused before the
+// pool closes it, which lets an idle agent exit.
+const DefaultIdleClose = time.Minute
+
+// Pool keeps one agent connection per user, dials on demand and reconnects
+// when an agent has exited.
+type Pool struct {
+	router         *Router
+	connectTimeout time.Duration
+	idleClose      time.Duration
+	log            *slog.Logger
+
+	mu    sync.Mutex
+	conns map[string]*conn // by user name
+	stop  chan struct{}
+	once  sync.Once
+}
+
+type conn struct {
+	client   *agentrpc.Client
+	ep       Endpoint
+	inflight int
+	lastUse  time.Time
+}
+
+// NewPool returns a pool dialing through router. Close stops it.
+func NewPool(router *Router, connectTimeout time.Duration, log *slog.Logger) *Pool {
+	p := &Pool{router: router, connectTimeout: connectTimeout, idleClose: DefaultIdleClose,
+		log: log, conns: map[string]*conn{}, stop: make(chan struct{})}
+	go p.janitor()
+	return p
+}
+
+// Router returns the pool's router.
+func (p *Pool) Router() *Router { return p.router }
+
+// Do runs fn with a client for u's agent and returns the endpoint that
+// served it. When the connection turns out to be lost, Do reconnects and runs
+// fn again if it was never sent or safety is Repeatable. Failures to reach
+// the agent are *Error values; the agent's own errors come back unchanged.
+func (p *Pool) Do(ctx context.Context, u User, safety Safety, fn func(*agentrpc.Client) error) (Endpoint, error) {
+	for attempt := 0; ; attempt++ {
+		c, err := p.get(ctx, u)
+		if err != nil {
+			return Endpoint{}, err
+		}
+		err = fn(c.client)
+		p.release(u.Name, c, err)
+		switch {
+		case err == nil:
+			return c.ep, nil
+		case errors.Is(err, context.DeadlineExceeded):
+			return c.ep, &Error{Code: CodeTimeout, Status: http.StatusGatewayTimeout,
+				Message: fmt.Sprintf("%s's agent did not answer in time", u.Name), Err: err}
+		case !errors.Is(err, agentrpc.ErrConnLost):
+			return c.ep, err
+		}
+		// The agent went away: idle exit, restart or crash.
+		neverSent := errors.Is(err, rpc.ErrShutdown)
+		if attempt == 0 && (neverSent || safety == Repeatable) {
+			continue
+		}
+		return c.ep, &Error{Code: CodeFailed, Status: http.StatusBadGateway,
+			Message: fmt.Sprintf("%s's agent closed the connection before answering; the request may or may not have taken effect", u.Name), Err: err}
+	}
+}
+
+// get returns the user's pooled connection, dialing one if needed.
+func (p *Pool) get(ctx context.Context, u User) (*conn, error) {
+	p.mu.Lock()
+	c := p.conns[u.Name]
+	if c != nil {
+		c.inflight++
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.mu.Unlock()
+
+	ep, err := p.router.Endpoint(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	client, err := p.dial(ctx, u, ep)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old := p.conns[u.Name]; old != nil { // another request dialed first
+		client.Close()
+		old.inflight++
+		return old, nil
+	}
+	c = &conn{client: client, ep: ep, inflight: 1}
+	p.conns[u.Name] = c
+	p.log.Info("agent connected", "user", u.Name, "placement", ep.Placement, "socket", ep.Socket)
+	return c, nil
+}
+
+func (p *Pool) release(name string, c *conn, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.inflight--
+	c.lastUse = time.Now()
+	if errors.Is(err, agentrpc.ErrConnLost) && p.conns[name] == c {
+		delete(p.conns, name)
+		c.client.Close()
+	}
+}
+
+// dial connects to ep and checks, with SO_PEERCRED, that the socket was
+// created by root (systemd) or by u: a socket planted by anyone else never
+// receives u's requests.
+func (p *Pool) dial(ctx context.Context, u User, ep Endpoint) (*agentrpc.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, p.connectTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(dctx, "unix", ep.Socket)
+	if err != nil {
+		return nil, dialError(u, ep, p.connectTimeout, err)
+	}
+	cred, err := peercred.Get(nc)
+	if err != nil {
+		nc.Close()
+		return nil, unavailable("check agent socket "+ep.Socket, err)
+	}
+	if cred.UID != 0 && cred.UID != u.UID {
+		nc.Close()
+		p.log.Warn("refused agent socket", "user", u.Name, "socket", ep.Socket, "owner_uid", cred.UID, "want_uid", u.UID)
+		return nil, unavailable(fmt.Sprintf("agent socket %s owned by uid %d, want %d or 0; refusing it", ep.Socket, cred.UID, u.UID), nil)
+	}
+	return agentrpc.NewClient(nc), nil
+}
+
+func dialError(u User, ep Endpoint, timeout time.Duration, err error) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.EAGAIN):
+		return &Error{Code: CodeTimeout, Status: http.StatusGatewayTimeout,
+			Message: fmt.Sprintf("connect to %s's agent at %s timed out after %s", u.Name, ep.Socket, timeout), Err: err}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return unavailable(fmt.Sprintf("%s's agent socket %s refused the connection: nothing listens on it (check: systemctl status octo-agent@%s.socket)", u.Name, ep.Socket, u.Name), err)
+	case errors.Is(err, fs.ErrNotExist):
+		return unavailable(fmt.Sprintf("%s's agent socket %s disappeared", u.Name, ep.Socket), err)
+	case errors.Is(err, fs.ErrPermission):
+		return unavailable(fmt.Sprintf("the control plane may not connect to %s (check the socket's mode and owner)", ep.Socket), err)
+	}
+	return unavailable(fmt.Sprintf("connect to %s's agent at %s", u.Name, ep.Socket), err)
+}
+
+// janitor closes connections unused for idleClose, so idle agents can exit.
+func (p *Pool) janitor() {
+	t := time.NewTicker(p.idleClose / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.closeIdle(p.idleClose)
+		}
+	}
+}
+
+func (p *Pool) closeIdle(idle time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, c := range p.conns {
+		if c.inflight == 0 && time.Since(c.lastUse) >= idle {
+			c.client.Close()
+			delete(p.conns, name)
+		}
+	}
+}
+
+// Close closes all connections and stops the pool.
+func (p *Pool) Close() {
+	p.once.Do(func() { close(p.stop) })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, c := range p.conns {
+		c.client.Close()
+		delete(p.conns, name)
+	}
+}

@@ -1,0 +1,121 @@
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"octo/internal/config"
+)
+
+// ErrUserNotServed matches lookups of users that do not exist or that the
+// [users] policy does not serve.
+var ErrUserNotServed = errors.New("user not served")
+
+// usersCacheTTL bounds how long a lookup is reused; /etc/passwd rarely changes.
+const usersCacheTTL = 30 * time.Second
+
+// Users resolves Linux users and applies the [users] policy to them.
+type Users struct {
+	policy config.Users
+	self   uint32 // the control plane's own uid, never served unless listed
+
+	mu    sync.Mutex
+	cache map[string]cachedUser
+}
+
+type cachedUser struct {
+	u   User
+	err error
+	at  time.Time
+}
+
+// NewUsers returns a resolver applying policy.
+func NewUsers(policy config.Users) *Users {
+	return &Users{policy: policy, self: uint32(os.Getuid()), cache: map[string]cachedUser{}}
+}
+
+// Lookup returns the user called name if the policy serves them.
+func (s *Users) Lookup(name string) (User, error) {
+	return s.cached("n:"+name, func() (*user.User, error) { return user.Lookup(name) })
+}
+
+// LookupUID returns the user with uid if the policy serves them.
+func (s *Users) LookupUID(uid uint32) (User, error) {
+	id := strconv.FormatUint(uint64(uid), 10)
+	return s.cached("u:"+id, func() (*user.User, error) { return user.LookupId(id) })
+}
+
+func (s *Users) cached(key string, lookup func() (*user.User, error)) (User, error) {
+	s.mu.Lock()
+	c, ok := s.cache[key]
+	s.mu.Unlock()
+	if ok && time.Since(c.at) < usersCacheTTL {
+		return c.u, c.err
+	}
+	u, err := s.resolve(lookup)
+	s.mu.Lock()
+	s.cache[key] = cachedUser{u, err, time.Now()}
+	s.mu.Unlock()
+	return u, err
+}
+
+func (s *Users) resolve(lookup func() (*user.User, error)) (User, error) {
+	pu, err := lookup()
+	if err != nil {
+		return User{}, fmt.Errorf("%w: %v", ErrUserNotServed, err)
+	}
+	uid, err1 := strconv.ParseUint(pu.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(pu.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return User{}, fmt.Errorf("%w: user %s has a non-numeric uid or gid", ErrUserNotServed, pu.Username)
+	}
+	u := User{Name: pu.Username, UID: uint32(uid), GID: uint32(gid), Home: pu.HomeDir}
+	if err := s.allowed(u, pu); err != nil {
+		return User{}, err
+	}
+	return u, nil
+}
+
+// allowed applies the policy: listed names always; never root, the control
+// plane itself or uids below min_uid otherwise; then the group, if any.
+func (s *Users) allowed(u User, pu *user.User) error {
+	p := s.policy
+	if slices.Contains(p.Allow, u.Name) {
+		return nil
+	}
+	deny := func(why string) error {
+		return fmt.Errorf("%w: user %s %s (see [users] in the config)", ErrUserNotServed, u.Name, why)
+	}
+	switch {
+	case u.UID == 0:
+		return deny("is root and not listed in users.allow")
+	case u.UID == s.self:
+		return deny("is the control plane's own user and not listed in users.allow")
+	case u.UID < p.MinUID:
+		return deny(fmt.Sprintf("has uid %d, below users.min_uid %d, and is not listed in users.allow", u.UID, p.MinUID))
+	}
+	if p.Group == "" {
+		if len(p.Allow) > 0 {
+			return deny("is not listed in users.allow")
+		}
+		return nil
+	}
+	g, err := user.LookupGroup(p.Group)
+	if err != nil {
+		return deny(fmt.Sprintf("cannot be checked against users.group: %v", err))
+	}
+	ids, err := pu.GroupIds()
+	if err != nil {
+		ids = []string{pu.Gid}
+	}
+	if slices.Contains(ids, g.Gid) || pu.Gid == g.Gid {
+		return nil
+	}
+	return deny("is not in users.allow nor in group " + p.Group)
+}
