@@ -1,0 +1,149 @@
+// Package api is the control plane's HTTP API: it authenticates callers and
+// relays their requests to their own agent.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"octo/internal/agentrpc"
+	"octo/internal/backend"
+	"octo/internal/tokens"
+)
+
+// Config configures a Server.
+type Config struct {
+	Pool   *backend.Pool
+	Users  *backend.Users
+	Tokens *tokens.Store // nil: bearer tokens are refused
+	Log    *slog.Logger
+	// Version is reported by /api/v1/status.
+	Version string
+	// MaxBodyBytes bounds file uploads and session input (413 beyond).
+	MaxBodyBytes int64
+	// AgentTimeout bounds every agent call except output streams.
+	AgentTimeout time.Duration
+	// MaxStreamsPerUser bounds concurrent output streams of one user (429 beyond).
+	MaxStreamsPerUser int
+}
+
+// Server serves the API.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+
+	streamsMu sync.Mutex
+	streams   map[string]int // user -> open output streams
+}
+
+// maxJSONBody bounds JSON request bodies.
+const maxJSONBody = 1 << 20
+
+// New returns a server. Its Handler serves both listeners: callers on the
+// Unix socket are identified by ConnContext, TCP callers by bearer token.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = agentrpc.MaxWriteSize
+	}
+	if cfg.AgentTimeout <= 0 {
+		cfg.AgentTimeout = 30 * time.Second
+	}
+	if cfg.MaxStreamsPerUser <= 0 {
+		cfg.MaxStreamsPerUser = 16
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, streams: map[string]int{}}
+	s.mux = s.routes()
+	return s
+}
+
+func (s *Server) routes() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /api/v1/status", s.status)
+	m.HandleFunc("POST /api/v1/sessions", s.startSession)
+	m.HandleFunc("GET /api/v1/sessions", s.listSessions)
+	m.HandleFunc("GET /api/v1/sessions/{id}", s.getSession)
+	m.HandleFunc("DELETE /api/v1/sessions/{id}", s.stopSession)
+	m.HandleFunc("POST /api/v1/sessions/{id}/signal", s.signalSession)
+	m.HandleFunc("POST /api/v1/sessions/{id}/input", s.inputSession)
+	m.HandleFunc("POST /api/v1/sessions/{id}/resize", s.resizeSession)
+	m.HandleFunc("GET /api/v1/sessions/{id}/output", s.output)
+	m.HandleFunc("GET /api/v1/files", s.getFile)
+	m.HandleFunc("GET /api/v1/files/{path...}", s.getFile)
+	m.HandleFunc("PUT /api/v1/files/{path...}", s.putFile)
+	m.HandleFunc("DELETE /api/v1/files/{path...}", s.deleteFile)
+	m.HandleFunc("POST /api/v1/files/{path...}", s.postFile)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path+" (see the README for the API)")
+	})
+	return m
+}
+
+// Handler returns the API's handler: /healthz without authentication,
+// everything else behind it.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write([]byte("ok\n"))
+			return
+		}
+		s.authenticated(w, r)
+	})
+}
+
+// call runs one agent call for u with the agent timeout.
+func (s *Server) call(r *http.Request, u backend.User, safety backend.Safety, fn func(ctx context.Context, c *agentrpc.Client) error) (backend.Endpoint, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AgentTimeout)
+	defer cancel()
+	return s.cfg.Pool.Do(ctx, u, safety, func(c *agentrpc.Client) error { return fn(ctx, c) })
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	id, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	var info agentrpc.Info
+	ep, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		info, err = c.Info(ctx)
+		return err
+	})
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, statusJSON{
+		Version:   s.cfg.Version,
+		Mode:      s.cfg.Pool.Router().Mode(),
+		Caller:    callerJSON{User: id.Name, Admin: id.Admin, Via: id.Via},
+		User:      u.Name,
+		Placement: string(ep.Placement),
+		Agent:     infoOf(info),
+	})
+}
+
+// acquireStream counts an output stream for user, refusing beyond the cap.
+func (s *Server) acquireStream(user string) bool {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	if s.streams[user] >= s.cfg.MaxStreamsPerUser {
+		return false
+	}
+	s.streams[user]++
+	return true
+}
+
+func (s *Server) releaseStream(user string) {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	if s.streams[user]--; s.streams[user] <= 0 {
+		delete(s.streams, user)
+	}
+}

@@ -1,0 +1,263 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"octo/internal/agentrpc"
+	"octo/internal/backend"
+)
+
+// firstRead is how much of a file the first agent call of a GET reads; small
+// files need no second call.
+const firstRead = 64 << 10
+
+// filePath returns the workspace-relative path of a files request.
+func filePath(r *http.Request) string {
+	return strings.Trim(r.PathValue("path"), "/")
+}
+
+// getFile serves a file's bytes (with Range, Last-Modified and
+// If-Modified-Since through http.ServeContent) or a directory's listing.
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	p := filePath(r)
+	var first agentrpc.ReadReply
+	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		first, err = c.Read(ctx, agentrpc.ReadRequest{Path: p, Length: firstRead})
+		return err
+	})
+	if err != nil && (p == "" || errors.Is(err, agentrpc.ErrInvalid)) {
+		// Reading a directory fails as invalid; list it instead.
+		if s.listDir(w, r, u, p) {
+			return
+		}
+	}
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	f := &agentFile{s: s, r: r, u: u, path: p, size: first.Info.Size, buf: first.Data}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, path.Base("/"+p), first.Info.ModTime, f)
+}
+
+// listDir writes p's listing if p is a directory and reports whether it did.
+func (s *Server) listDir(w http.ResponseWriter, r *http.Request, u backend.User, p string) bool {
+	var entries []agentrpc.FileInfo
+	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		entries, err = c.List(ctx, p)
+		return err
+	})
+	if err != nil {
+		return false
+	}
+	out := dirJSON{Path: p, Type: string(agentrpc.TypeDir), Entries: make([]fileJSON, len(entries))}
+	for i, e := range entries {
+		out.Entries[i] = fileOf(e)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return true
+}
+
+// agentFile is an io.ReadSeeker over a file read through the agent in
+// chunks of up to agentrpc.MaxReadChunk.
+type agentFile struct {
+	s      *Server
+	r      *http.Request
+	u      backend.User
+	path   string
+	size   int64
+	off    int64
+	buf    []byte // the file's bytes from bufOff
+	bufOff int64
+}
+
+func (f *agentFile) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += f.off
+	case io.SeekEnd:
+		offset += f.size
+	}
+	if offset < 0 {
+		return 0, errors.New("seek before start of file")
+	}
+	f.off = offset
+	return offset, nil
+}
+
+func (f *agentFile) Read(p []byte) (int, error) {
+	if f.off >= f.size {
+		return 0, io.EOF
+	}
+	if f.off < f.bufOff || f.off >= f.bufOff+int64(len(f.buf)) {
+		if err := f.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, f.buf[f.off-f.bufOff:])
+	f.off += int64(n)
+	return n, nil
+}
+
+func (f *agentFile) fill() error {
+	var rr agentrpc.ReadReply
+	_, err := f.s.call(f.r, f.u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		rr, err = c.Read(ctx, agentrpc.ReadRequest{Path: f.path, Offset: f.off, Length: agentrpc.MaxReadChunk})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(rr.Data) == 0 {
+		return io.ErrUnexpectedEOF // the file shrank while being sent
+	}
+	f.buf, f.bufOff = rr.Data, f.off
+	return nil
+}
+
+// putFile replaces a file atomically with the body. ?parents=1 creates
+// missing directories, ?mode=0600 sets a new file's mode, and
+// If-None-Match: * refuses to replace an existing file (409).
+func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	p := filePath(r)
+	parents, ok := boolParam(w, r, "parents")
+	if !ok {
+		return
+	}
+	mode, ok := modeParam(w, r)
+	if !ok {
+		return
+	}
+	limit := min(s.cfg.MaxBodyBytes, agentrpc.MaxWriteSize)
+	if r.ContentLength > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, limit))
+		return
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over the limit of %d bytes; nothing was written", limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "invalid", "read body: "+err.Error()+"; nothing was written")
+		return
+	}
+	var fi agentrpc.FileInfo
+	_, err = s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		fi, err = c.Write(ctx, agentrpc.WriteRequest{Path: p, Data: data, Mode: mode,
+			CreateParents: parents, CreateOnly: r.Header.Get("If-None-Match") == "*"})
+		return err
+	})
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, fileOf(fi))
+}
+
+func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	p := filePath(r)
+	if p == "" || p == "." {
+		writeError(w, http.StatusBadRequest, "invalid", "refusing to delete the workspace itself")
+		return
+	}
+	recursive, ok := boolParam(w, r, "recursive")
+	if !ok {
+		return
+	}
+	_, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+		return c.Remove(ctx, agentrpc.RemoveRequest{Path: p, Recursive: recursive})
+	})
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// postFile runs ?op=mkdir (with parents=1, mode=0755) or ?op=rename&to=NEW
+// (with no_replace=1).
+func (s *Server) postFile(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	p := filePath(r)
+	q := r.URL.Query()
+	var fi agentrpc.FileInfo
+	var call func(ctx context.Context, c *agentrpc.Client) error
+	status := http.StatusOK
+	switch op := q.Get("op"); op {
+	case "mkdir":
+		parents, ok := boolParam(w, r, "parents")
+		if !ok {
+			return
+		}
+		mode, ok := modeParam(w, r)
+		if !ok {
+			return
+		}
+		status = http.StatusCreated
+		call = func(ctx context.Context, c *agentrpc.Client) (err error) {
+			fi, err = c.Mkdir(ctx, agentrpc.MkdirRequest{Path: p, Mode: mode, Parents: parents})
+			return err
+		}
+	case "rename":
+		to := strings.Trim(q.Get("to"), "/")
+		if to == "" {
+			writeError(w, http.StatusBadRequest, "invalid", "parameter to: give the new path, e.g. ?op=rename&to=dir/new.txt")
+			return
+		}
+		noReplace, ok := boolParam(w, r, "no_replace")
+		if !ok {
+			return
+		}
+		call = func(ctx context.Context, c *agentrpc.Client) (err error) {
+			fi, err = c.Rename(ctx, agentrpc.RenameRequest{From: p, To: to, NoReplace: noReplace})
+			return err
+		}
+	default:
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("parameter op: %q is not mkdir or rename", op))
+		return
+	}
+	if _, err := s.call(r, u, backend.Once, call); err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	writeJSON(w, status, fileOf(fi))
+}
+
+func modeParam(w http.ResponseWriter, r *http.Request) (os.FileMode, bool) {
+	v := r.URL.Query().Get("mode")
+	if v == "" {
+		return 0, true
+	}
+	m, err := strconv.ParseUint(v, 8, 32)
+	if err != nil || m > 0o777 {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("parameter mode: %q is not octal permission bits such as 0644", v))
+		return 0, false
+	}
+	return os.FileMode(m), true
+}

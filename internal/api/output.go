@@ -1,0 +1,193 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"octo/internal/agentrpc"
+	"octo/internal/backend"
+)
+
+// followWait is how long one long-poll of a follow stream waits for output.
+const followWait = 25 * time.Second
+
+// Output headers: where the returned bytes start, where to read next, and
+// whether the session has ended with nothing more to come.
+const (
+	hdrOffset = "Octo-Output-Offset"
+	hdrNext   = "Octo-Next-Offset"
+	hdrDone   = "Octo-Output-Done"
+)
+
+func (s *Server) output(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	offset, ok := offsetParam(w, r)
+	if !ok {
+		return
+	}
+	follow, ok := boolParam(w, r, "follow")
+	if !ok {
+		return
+	}
+	sse := r.Header.Get("Accept") == "text/event-stream"
+	if !follow && !sse {
+		s.outputOnce(w, r, u, offset)
+		return
+	}
+	if !s.acquireStream(u.Name) {
+		writeError(w, http.StatusTooManyRequests, "limit", fmt.Sprintf("%s already has %d output streams open (server.max_streams_per_user)", u.Name, s.cfg.MaxStreamsPerUser))
+		return
+	}
+	defer s.releaseStream(u.Name)
+	// The first read checks the session exists before a 200 goes out.
+	out, err := s.readOutput(r.Context(), u, r.PathValue("id"), offset, 0)
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	if sse {
+		s.streamSSE(w, r, u, out)
+	} else {
+		s.streamRaw(w, r, u, out)
+	}
+}
+
+func offsetParam(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	v := r.URL.Query().Get("offset")
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		v = id // an SSE client resuming
+	}
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("parameter offset: %q is not a byte offset", v))
+		return 0, false
+	}
+	return n, true
+}
+
+// readOutput reads one chunk, waiting up to wait for bytes past offset.
+func (s *Server) readOutput(ctx context.Context, u backend.User, id string, offset int64, wait time.Duration) (agentrpc.Output, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.AgentTimeout+wait)
+	defer cancel()
+	var out agentrpc.Output
+	_, err := s.cfg.Pool.Do(ctx, u, backend.Repeatable, func(c *agentrpc.Client) (err error) {
+		out, err = c.ReadOutput(ctx, agentrpc.OutputRequest{ID: id, Offset: offset, Wait: wait})
+		return err
+	})
+	return out, err
+}
+
+func (s *Server) outputOnce(w http.ResponseWriter, r *http.Request, u backend.User, offset int64) {
+	out, err := s.readOutput(r.Context(), u, r.PathValue("id"), offset, 0)
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.Itoa(len(out.Data)))
+	h.Set(hdrOffset, strconv.FormatInt(out.Offset, 10))
+	h.Set(hdrNext, strconv.FormatInt(out.Next, 10))
+	h.Set(hdrDone, strconv.FormatBool(out.Done))
+	w.WriteHeader(http.StatusOK)
+	w.Write(out.Data)
+}
+
+// streamRaw sends output bytes as they arrive (chunked) until the session
+// ends or the client goes away; the next offset follows in a trailer.
+func (s *Server) streamRaw(w http.ResponseWriter, r *http.Request, u backend.User, out agentrpc.Output) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set(hdrOffset, strconv.FormatInt(out.Offset, 10))
+	h.Set("Trailer", hdrNext+", "+hdrDone)
+	w.WriteHeader(http.StatusOK)
+	next, done := s.follow(r, u, out, func(o agentrpc.Output) error {
+		if _, err := w.Write(o.Data); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}, func() error { return rc.Flush() })
+	h.Set(hdrNext, strconv.FormatInt(next, 10))
+	h.Set(hdrDone, strconv.FormatBool(done))
+}
+
+// streamSSE sends output as Server-Sent Events whose ids are offsets, so a
+// client reconnecting with Last-Event-ID resumes where it stopped. The
+// final "end" event carries the session's record.
+func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, u backend.User, out agentrpc.Output) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, ": %s output from offset %d\n\n", r.PathValue("id"), out.Offset)
+	rc.Flush()
+	_, done := s.follow(r, u, out, func(o agentrpc.Output) error {
+		ev, _ := json.Marshal(outputEventJSON{Offset: o.Offset, Next: o.Next, Data: string(o.Data)})
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: output\ndata: %s\n\n", o.Next, ev); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}, func() error {
+		if _, err := w.Write([]byte(": keepalive\n\n")); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	if !done {
+		return
+	}
+	var sess agentrpc.Session
+	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		sess, err = c.Session(ctx, r.PathValue("id"))
+		return err
+	})
+	if err == nil {
+		ev, _ := json.Marshal(sessionOf(sess))
+		fmt.Fprintf(w, "event: end\ndata: %s\n\n", ev)
+		rc.Flush()
+	}
+}
+
+// follow sends chunk after chunk, starting with first, until the session is
+// done (true), the client leaves or a call fails (false). It returns the
+// next offset. idle is called when a long poll ended without output.
+func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, send func(agentrpc.Output) error, idle func() error) (int64, bool) {
+	out := first
+	for {
+		if len(out.Data) > 0 {
+			if err := send(out); err != nil {
+				return out.Offset, false
+			}
+		}
+		if out.Done {
+			return out.Next, true
+		}
+		next := out.Next
+		var err error
+		out, err = s.readOutput(r.Context(), u, r.PathValue("id"), next, followWait)
+		if err != nil {
+			if r.Context().Err() == nil {
+				s.log.Warn("output stream ended", "user", u.Name, "session", r.PathValue("id"), "err", err)
+			}
+			return next, false
+		}
+		if len(out.Data) == 0 && !out.Done {
+			if err := idle(); err != nil {
+				return next, false
+			}
+		}
+	}
+}

@@ -1,0 +1,202 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"octo/internal/agentrpc"
+	"octo/internal/backend"
+)
+
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	var req startJSON
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if len(req.Command) == 0 || req.Command[0] == "" {
+		writeError(w, http.StatusBadRequest, "invalid", `field command: want a non-empty array such as ["ls", "-l"]`)
+		return
+	}
+	var sess agentrpc.Session
+	_, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		sess, err = c.Start(ctx, agentrpc.StartRequest{Argv: req.Command, Cwd: req.Cwd, Env: req.Env,
+			Name: req.Name, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols})
+		return err
+	})
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/sessions/"+sess.ID)
+	writeJSON(w, http.StatusCreated, sessionOf(sess))
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	var list []agentrpc.Session
+	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		list, err = c.Sessions(ctx)
+		return err
+	})
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	out := sessionListJSON{Sessions: make([]sessionJSON, len(list))}
+	for i, ss := range list {
+		out.Sessions[i] = sessionOf(ss)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	var sess agentrpc.Session
+	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		sess, err = c.Session(ctx, r.PathValue("id"))
+		return err
+	})
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sessionOf(sess))
+}
+
+func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	var grace time.Duration
+	if g := r.URL.Query().Get("grace"); g != "" {
+		d, err := time.ParseDuration(g)
+		if err != nil || d < 0 || d > time.Hour {
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("parameter grace: %q is not a duration between 0s and 1h (e.g. 5s)", g))
+			return
+		}
+		grace = d
+	}
+	var sess agentrpc.Session
+	// Stop waits for the process to end: allow the grace period on top of the usual timeout.
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AgentTimeout+grace)
+	defer cancel()
+	_, err := s.cfg.Pool.Do(ctx, u, backend.Once, func(c *agentrpc.Client) (err error) {
+		sess, err = c.Stop(ctx, agentrpc.StopRequest{ID: r.PathValue("id"), Grace: grace})
+		return err
+	})
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sessionOf(sess))
+}
+
+func (s *Server) signalSession(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	var req signalJSON
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Signal == "" {
+		writeError(w, http.StatusBadRequest, "invalid", `field signal: want a signal name or number such as "INT"`)
+		return
+	}
+	_, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+		return c.Signal(ctx, r.PathValue("id"), req.Signal)
+	})
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) resizeSession(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	var req resizeJSON
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Rows == 0 || req.Cols == 0 {
+		writeError(w, http.StatusBadRequest, "invalid", "fields rows and cols: want positive numbers")
+		return
+	}
+	_, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+		return c.Resize(ctx, r.PathValue("id"), req.Rows, req.Cols)
+	})
+	if err != nil {
+		s.agentError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// inputSession writes the raw body to the session's stdin, in chunks the
+// agent accepts, then closes stdin with ?eof=1.
+func (s *Server) inputSession(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.target(w, r)
+	if !ok {
+		return
+	}
+	eof, ok := boolParam(w, r, "eof")
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	buf := make([]byte, 64<<10)
+	for {
+		n, rerr := io.ReadFull(body, buf)
+		if n > 0 {
+			data := buf[:n]
+			if _, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+				return c.WriteInput(ctx, id, data)
+			}); err != nil {
+				s.agentError(w, r, err)
+				return
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(rerr, &mbe) {
+				writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("input over %d bytes (server.max_body_bytes); the bytes before it were written", mbe.Limit))
+				return
+			}
+			writeError(w, http.StatusBadRequest, "invalid", "read body: "+rerr.Error())
+			return
+		}
+	}
+	if eof {
+		if _, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+			return c.CloseInput(ctx, id)
+		}); err != nil {
+			s.agentError(w, r, err)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
