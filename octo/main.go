@@ -1,0 +1,158 @@
+// Command octo is the control plane: an HTTP API that authenticates callers
+// and relays their requests to their own per-user agent.
+//
+// Usage:
+//
+//	octo serve [--config PATH]
+//	octo dev [--listen ADDR] [--workspace DIR] [--token-file PATH]
+//	octo token create USER [--admin] [--name TEXT] [--config PATH]
+//	octo token list [--config PATH]
+//	octo token revoke ID [--config PATH]
+//	octo check-config [--config PATH]
+//	octo version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"octo/internal/backend"
+	"octo/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// containerRuntime builds the container backend. octo/container.go sets it;
+// while it is nil, backend.mode container and auto are refused.
+var containerRuntime func(config.Container, *slog.Logger) (backend.ContainerRuntime, error)
+
+const usage = `usage:
+  octo serve [--config PATH]          run the control plane
+  octo dev [--listen ADDR] [--workspace DIR] [--token-file PATH]
+                                      control plane + agent for you, for trying octo out
+  octo token create USER [--admin] [--name TEXT]
+  octo token list
+  octo token revoke ID
+  octo check-config [--config PATH]
+  octo version
+The config is --config, else $OCTO_CONFIG, else /etc/octo/config.toml.
+`
+
+// errUsage marks command-line mistakes (exit status 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	log := newLogger()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], log)
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(os.Stderr, "octo: %v\n%s", err, usage)
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "octo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, log *slog.Logger) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: no command", errUsage)
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		return serveCmd(ctx, rest, log)
+	case "dev":
+		return devCmd(ctx, rest, log)
+	case "token":
+		return tokenCmd(rest)
+	case "check-config":
+		return checkConfigCmd(rest)
+	case "version", "--version":
+		fmt.Println("octo", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
+}
+
+// newLogger logs text to stderr without timestamps: journald adds them.
+func newLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}
+
+// configPath picks --config, else $OCTO_CONFIG, else the default.
+func configPath(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if env := os.Getenv("OCTO_CONFIG"); env != "" {
+		return env
+	}
+	return config.DefaultPath
+}
+
+// parseArgs parses flags that may come before or after positional arguments
+// and returns the positional ones.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(os.Stderr)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func checkConfigCmd(args []string) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	path := fs.String("config", "", "config file")
+	if pos, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: check-config takes no arguments", errUsage)
+	}
+	p := configPath(*path)
+	cfg, err := config.Load(p)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(p); err != nil {
+		fmt.Printf("%s: no such file; the defaults apply (backend.mode %s)\n", p, cfg.Backend.Mode)
+		return nil
+	}
+	if cfg.Backend.Mode != config.ModeLocal && containerRuntime == nil {
+		return fmt.Errorf("%s: key backend.mode: %q needs the container backend, which is not available in this build", p, cfg.Backend.Mode)
+	}
+	fmt.Printf("%s: OK (backend.mode %s)\n", p, cfg.Backend.Mode)
+	return nil
+}

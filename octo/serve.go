@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"octo/internal/api"
+	"octo/internal/backend"
+	"octo/internal/config"
+	"octo/internal/tokens"
+)
+
+func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", "", "config file")
+	if pos, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: serve takes no arguments", errUsage)
+	}
+	cfg, err := config.Load(configPath(*path))
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		log.Warn("running as root; the control plane is meant to run as the unprivileged user octo")
+	}
+	store, err := tokens.Open(cfg.Server.StateDir)
+	if err != nil {
+		return err
+	}
+	defer store.Flush()
+	router, err := newRouter(cfg, log)
+	if err != nil {
+		return err
+	}
+	pool := backend.NewPool(router, cfg.Local.ConnectTimeout.Duration, log)
+	defer pool.Close()
+	srv := api.New(api.Config{
+		Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log, Version: version,
+		MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), AgentTimeout: cfg.Server.AgentTimeout.Duration,
+		MaxStreamsPerUser: cfg.Server.MaxStreamsPerUser,
+	})
+	lns, err := listeners(cfg.Server, log)
+	if err != nil {
+		return err
+	}
+	return serveHTTP(ctx, srv, lns, cfg.Server, log)
+}
+
+func newRouter(cfg config.Config, log *slog.Logger) (*backend.Router, error) {
+	rc := backend.RouterConfig{Mode: cfg.Backend.Mode, Local: cfg.Local, Container: cfg.Container.SocketDir}
+	if cfg.Backend.Mode != config.ModeLocal {
+		if containerRuntime == nil {
+			return nil, fmt.Errorf("key backend.mode: %q: container backend not available in this build", cfg.Backend.Mode)
+		}
+		rt, err := containerRuntime(cfg.Container, log)
+		if err != nil {
+			return nil, fmt.Errorf("container backend: %w", err)
+		}
+		rc.Runtime = rt
+	}
+	return backend.NewRouter(rc)
+}
+
+// serveHTTP serves the API on every listener until ctx is done, then stops
+// accepting, lets in-flight requests finish (bounded by
+// server.shutdown_timeout) and returns.
+func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc config.Server, log *slog.Logger) error {
+	errc := make(chan error, len(lns))
+	var servers []*http.Server
+	for _, nl := range lns {
+		hs := &http.Server{
+			Handler:           srv.Handler(),
+			ReadHeaderTimeout: sc.ReadHeaderTimeout.Duration,
+			MaxHeaderBytes:    int(sc.MaxHeaderBytes),
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		if nl.unix {
+			hs.ConnContext = api.ConnContext
+		}
+		servers = append(servers, hs)
+		log.Info("listening", "name", nl.name, "addr", nl.ln.Addr().String(), "inherited", nl.inherited)
+		go func() {
+			if err := hs.Serve(nl.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", nl.name, err)
+			}
+		}()
+	}
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+	var err error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+	case err = <-errc:
+	}
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	sctx, cancel := context.WithTimeout(context.Background(), sc.ShutdownTimeout.Duration)
+	defer cancel()
+	for _, hs := range servers {
+		if serr := hs.Shutdown(sctx); serr != nil {
+			log.Warn("shutdown incomplete", "err", serr)
+			hs.Close()
+		}
+	}
+	return err
+}
+
+type namedListener struct {
+	name      string // "http" or "api"
+	ln        net.Listener
+	unix      bool
+	inherited bool
+}
