@@ -1,0 +1,426 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// 1. After install, before any request, no octo or agent service runs; the
+// first request to :3000 starts octo.service, as user octo.
+func TestFirstRequestStartsControlPlane(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	for _, tc := range []struct{ unit, want string }{
+		{"octo.socket", "active"},
+		{"octo-api.socket", "active"},
+		{"octo-agent@alice.socket", "active"},
+		{"octo-agent@dev-ops.socket", "active"},
+		{"octo.service", "inactive"},
+		{"octo-agent@alice.service", "inactive"},
+		{"octo-agent@bob.service", "inactive"},
+	} {
+		if got := isActive(ctx, b, tc.unit); got != tc.want {
+			t.Errorf("after install, %s is %q, want %q", tc.unit, got, tc.want)
+		}
+	}
+	if out, _ := b.Run(ctx, "systemctl", "list-units", "--no-legend", "--state=active", "octo*.service"); strings.TrimSpace(out) != "" {
+		t.Errorf("before any request, services are running:\n%s", out)
+	}
+
+	r, err := boxHTTP(b).Get(apiURL + "/healthz")
+	if err != nil {
+		t.Fatalf("first request to :3000: %v", err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz = %d, want 200", r.StatusCode)
+	}
+	if got := isActive(ctx, b, "octo.service"); got != "active" {
+		t.Fatalf("after the first request octo.service is %q, want active", got)
+	}
+	uid, _ := procIDs(t, b, unitProp(t, b, "octo.service", "MainPID"))
+	if want := idOf(t, b, "-u", "octo"); uid != want {
+		t.Errorf("octo.service runs as uid %s, want %s (octo)", uid, want)
+	}
+	// The tokens root created before the first start are octo's now.
+	out, err := b.Run(ctx, "stat", "-c", "%U %a", "/var/lib/octo/tokens.json")
+	if got, want := strings.TrimSpace(out), "octo 600"; err != nil || got != want {
+		t.Errorf("tokens.json owner and mode = %q (%v), want %q", got, err, want)
+	}
+	// The first API call of alice is the one that starts her agent (test 2).
+	if got := isActive(ctx, b, "octo-agent@alice.service"); got != "inactive" {
+		t.Errorf("healthz started alice's agent: octo-agent@alice.service is %q", got)
+	}
+}
+
+// 2. A user's first API call starts their agent; the session runs with the
+// user's uid, gid and home and the files it writes are theirs. A user whose
+// name contains "-" works too.
+func TestFirstCallStartsAgentAsUser(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	for _, user := range []string{"alice", "dev-ops"} {
+		t.Run(user, func(t *testing.T) {
+			unit := "octo-agent@" + user + ".service"
+			if got := isActive(ctx, b, unit); got == "active" {
+				t.Fatalf("%s already active before %s's first call", unit, user)
+			}
+			c := newClient(t, b, user)
+			var st status
+			c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
+			if got := isActive(ctx, b, unit); got != "active" {
+				t.Fatalf("after %s's first call %s is %q, want active", user, unit, got)
+			}
+			wantUID, wantGID, wantHome := idOf(t, b, "-u", user), idOf(t, b, "-g", user), "/home/"+user
+			if st.User != user || st.Placement != "system" || fmt.Sprint(st.Agent.UID) != wantUID || st.Agent.Home != wantHome {
+				t.Errorf("status = %+v, want user %s placement system uid %s home %s", st, user, wantUID, wantHome)
+			}
+			uid, gid := procIDs(t, b, unitProp(t, b, unit, "MainPID"))
+			if uid != wantUID || gid != wantGID {
+				t.Errorf("%s runs as %s:%s, want %s:%s", unit, uid, gid, wantUID, wantGID)
+			}
+
+			out := c.run("/bin/sh", "-c", `id -u; id -g; echo "$HOME"; pwd; echo written > made-by-session.txt`)
+			if got, want := strings.Fields(out), []string{wantUID, wantGID, wantHome, wantHome}; strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("session printed uid gid HOME cwd = %q, want %q", got, want)
+			}
+			owner, err := b.Run(ctx, "stat", "-c", "%U:%G", wantHome+"/made-by-session.txt")
+			if got, want := strings.TrimSpace(owner), user+":"+user; err != nil || got != want {
+				t.Errorf("file written by the session is owned by %q (%v), want %q", got, err, want)
+			}
+			// And through the files API, the same file.
+			if r := c.expect("GET", "/api/v1/files/made-by-session.txt", nil, http.StatusOK, nil); string(r.Body) != "written\n" {
+				t.Errorf("GET files/made-by-session.txt = %q, want %q", r.Body, "written\n")
+			}
+		})
+	}
+}
+
+// 3. alice cannot see or touch bob's sessions or files; a user with no agent
+// socket gets 503 with the fix in the message.
+func TestUsersAreIsolated(t *testing.T) {
+	b := setup(t)
+	alice, bob := newClient(t, b, "alice"), newClient(t, b, "bob")
+	bobs := bob.start("sleep", "120")
+	defer bob.do("DELETE", "/api/v1/sessions/"+bobs.ID, nil)
+	bob.expect("PUT", "/api/v1/files/bob-secret.txt", []byte("bob only\n"), http.StatusOK, nil)
+
+	for _, tc := range []struct {
+		name, method, path string
+		want               []int
+	}{
+		{"get bob's session", "GET", "/api/v1/sessions/" + bobs.ID, []int{http.StatusNotFound}},
+		{"read bob's session output", "GET", "/api/v1/sessions/" + bobs.ID + "/output", []int{http.StatusNotFound}},
+		{"stop bob's session", "DELETE", "/api/v1/sessions/" + bobs.ID, []int{http.StatusNotFound}},
+		{"bob's file by name", "GET", "/api/v1/files/bob-secret.txt", []int{http.StatusNotFound}},
+		{"bob's file by path", "GET", "/api/v1/files/../bob/bob-secret.txt", []int{http.StatusNotFound, http.StatusBadRequest, http.StatusForbidden}},
+		{"bob's file by absolute path", "GET", "/api/v1/files//home/bob/bob-secret.txt", []int{http.StatusNotFound, http.StatusBadRequest, http.StatusForbidden}},
+		{"act as bob", "GET", "/api/v1/sessions?user=bob", []int{http.StatusForbidden}},
+		{"write bob's file", "PUT", "/api/v1/files/../bob/bob-secret.txt", []int{http.StatusNotFound, http.StatusBadRequest, http.StatusForbidden}},
+	} {
+		r := alice.do(tc.method, tc.path, nil)
+		if !contains(tc.want, r.Status) {
+			t.Errorf("alice: %s (%s %s) = %s, want one of %v", tc.name, tc.method, tc.path, r, tc.want)
+		}
+		if strings.Contains(string(r.Body), "bob only") {
+			t.Errorf("alice: %s leaked bob's file: %s", tc.name, r)
+		}
+	}
+	// alice's list does not show bob's session; bob's still runs.
+	if r := alice.expect("GET", "/api/v1/sessions", nil, http.StatusOK, nil); strings.Contains(string(r.Body), bobs.ID) {
+		t.Errorf("alice's session list shows bob's session %s: %s", bobs.ID, r.Body)
+	}
+	var s session
+	bob.expect("GET", "/api/v1/sessions/"+bobs.ID, nil, http.StatusOK, &s)
+	if s.State != "running" {
+		t.Errorf("bob's session after alice's attempts is %q, want running", s.State)
+	}
+	if r := bob.expect("GET", "/api/v1/files/bob-secret.txt", nil, http.StatusOK, nil); string(r.Body) != "bob only\n" {
+		t.Errorf("bob's file = %q, want it untouched", r.Body)
+	}
+
+	// dave is served by the config, but no octo-agent@dave.socket exists.
+	r := newClient(t, b, noSocket).do("GET", "/api/v1/status", nil)
+	e := r.errorBody()
+	if r.Status != http.StatusServiceUnavailable || e.Error.Code != "agent_unavailable" {
+		t.Errorf("user without agent socket: %s, want 503 agent_unavailable", r)
+	}
+	if fix := "systemctl enable --now octo-agent@" + noSocket + ".socket"; !strings.Contains(e.Error.Message, fix) {
+		t.Errorf("503 message %q does not tell the fix %q", e.Error.Message, fix)
+	}
+}
+
+func contains(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// agentInfoAs calls Agent.Info on sock from inside the box as user, through
+// the test binary's helper mode.
+func agentInfoAs(t *testing.T, user, sock string) helperResult {
+	t.Helper()
+	out, err := setup(t).RunAs(context.Background(), user, "env", helperEnv+"=agent-info", "/octo-share/bin/e2e.test", sock)
+	if err != nil {
+		t.Fatalf("helper as %s: %v", user, err)
+	}
+	var res helperResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("helper output %q: %v", out, err)
+	}
+	return res
+}
+
+// 4. A user who can open an agent's socket (group octo) but is neither root,
+// the owner nor octo is refused by the agent's peer check, and the journal
+// says so.
+func TestAgentRefusesStranger(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	sock := "/run/octo/agent-alice.sock"
+	// The socket's mode lets eve in: this test is about the agent's check.
+	if out, err := b.Run(ctx, "stat", "-c", "%U %G %a", sock); err != nil || strings.TrimSpace(out) != "alice octo 660" {
+		t.Fatalf("%s: owner group mode = %q (%v), want %q", sock, out, err, "alice octo 660")
+	}
+	since := time.Now().Add(-time.Second).UTC().Format("2006-01-02 15:04:05 UTC")
+
+	// Control: the owner is served.
+	if res := agentInfoAs(t, "alice", sock); res.Info == nil || res.Info.User != "alice" {
+		t.Fatalf("alice's own Agent.Info = %+v, want her info", res)
+	}
+	res := agentInfoAs(t, stranger, sock)
+	if res.Info != nil {
+		t.Fatalf("eve got alice's agent info %+v, want refusal", *res.Info)
+	}
+	if res.Code != "permission" && res.Code != "conn_lost" {
+		t.Errorf("eve's call failed with %q (%s), want a permission refusal or a closed connection", res.Code, res.Error)
+	}
+	eveUID := idOf(t, b, "-u", stranger)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		journal, _ := b.Run(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", "octo-agent@alice.service", "--since", since)
+		if strings.Contains(journal, eveUID) && containsAny(strings.ToLower(journal), "refus", "denied", "reject", "not allowed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("journal of octo-agent@alice has no refusal naming uid %s; it says:\n%s", eveUID, journal)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// 5. With a short idle timeout the agent stops by itself (status 0); the next
+// request starts it again and earlier output is still readable. Fifty
+// idle-exit/restart cycles in a row do not trip a start limit.
+func TestIdleExitAndRestart(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	unit := "octo-agent@carol.service"
+	dropin := `mkdir -p /etc/systemd/system/octo-agent@carol.service.d
+cat > /etc/systemd/system/octo-agent@carol.service.d/idle.conf <<'EOF'
+[Service]
+ExecStart=
+ExecStart=/usr/local/bin/octo-agent serve --allow-user octo --idle-timeout 300ms
+EOF
+systemctl daemon-reload`
+	if out, err := b.Sh(ctx, dropin); err != nil {
+		t.Fatalf("idle drop-in: %v\n%s", err, out)
+	}
+	c := newClient(t, b, "carol")
+	first := c.run("/bin/echo", "output-before-idle-exit")
+	waitState(t, b, unit, "inactive", 15*time.Second)
+	if got, want := unitProp(t, b, unit, "Result")+" "+unitProp(t, b, unit, "ExecMainStatus"), "success 0"; got != want {
+		t.Errorf("after idle exit %s result and status = %q, want %q", unit, got, want)
+	}
+	var list struct {
+		Sessions []session `json:"sessions"`
+	}
+	c.expect("GET", "/api/v1/sessions", nil, http.StatusOK, &list)
+	if len(list.Sessions) == 0 {
+		t.Fatal("after restart the agent lists no sessions")
+	}
+	if got := c.output(list.Sessions[len(list.Sessions)-1].ID); got != first {
+		t.Errorf("output after idle restart = %q, want %q", got, first)
+	}
+
+	const cycles = 50
+	pids := map[int]bool{}
+	start := time.Now()
+	for i := 0; i < cycles; i++ {
+		waitState(t, b, unit, "inactive", 15*time.Second)
+		var st status
+		c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
+		if pids[st.Agent.PID] {
+			t.Fatalf("cycle %d: agent pid %d seen before: it did not restart", i, st.Agent.PID)
+		}
+		pids[st.Agent.PID] = true
+	}
+	t.Logf("%d idle-exit/restart cycles in %v", cycles, time.Since(start).Round(time.Millisecond))
+	for _, u := range []string{unit, "octo-agent@carol.socket"} {
+		if got := unitProp(t, b, u, "Result"); got != "success" {
+			t.Errorf("after %d cycles %s result = %q, want success (start limit hit?)", cycles, u, got)
+		}
+	}
+	if got := isActive(ctx, b, "octo-agent@carol.socket"); got != "active" {
+		t.Errorf("after %d cycles the socket is %q, want active", cycles, got)
+	}
+}
+
+// 6. Restarting octo.service while a client sends requests loses none.
+func TestRestartLosesNoRequest(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	c := newClient(t, b, "alice")
+	c.expect("GET", "/api/v1/status", nil, http.StatusOK, nil) // agent up
+
+	var sent, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Bounded: at most 5000 requests or until the restarts are done.
+			for i := 0; i < 2500; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, err := c.try("GET", "/api/v1/sessions", nil)
+				sent.Add(1)
+				if err != nil || r.Status != http.StatusOK {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%v %v", r, err))
+				}
+			}
+		}()
+	}
+	pids := map[string]bool{unitProp(t, b, "octo.service", "MainPID"): true}
+	for i := 0; i < 3; i++ {
+		time.Sleep(300 * time.Millisecond)
+		if out, err := b.Run(ctx, "systemctl", "restart", "octo.service"); err != nil {
+			t.Errorf("restart %d: %v\n%s", i, err, out)
+		}
+		pids[unitProp(t, b, "octo.service", "MainPID")] = true
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests across 3 restarts, %d failed", sent.Load(), failed.Load())
+	if len(pids) != 4 {
+		t.Errorf("octo.service main pids %v: want 4 distinct (3 restarts)", pids)
+	}
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed during restarts; first: %v", failed.Load(), sent.Load(), firstErr.Load())
+	}
+	if sent.Load() < 20 {
+		t.Errorf("only %d requests were sent: the loop did not overlap the restarts", sent.Load())
+	}
+}
+
+// 7. systemd --user: with linger, alice's octo-user.socket agent serves her
+// user-level control plane.
+func TestUserManagerAgent(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	uid := idOf(t, b, "-u", "alice")
+	if out, err := b.Run(ctx, "loginctl", "enable-linger", "alice"); err != nil {
+		t.Fatalf("enable-linger: %v\n%s", err, out)
+	}
+	if out, err := b.Run(ctx, "timeout", "30", "systemctl", "--user", "-M", "alice@", "is-system-running", "--wait"); err != nil && !strings.Contains(out, "degraded") {
+		t.Fatalf("alice's systemd --user: %q %v", out, err)
+	}
+	// The system control plane holds *:3000; alice's listens on 3001.
+	script := `export HOME=/home/alice XDG_RUNTIME_DIR=/run/user/` + uid + `
+PREFIX=/usr/local sh /octo-share/src/units/install.sh --user --no-binaries
+mkdir -p ~/.config/systemd/user/octo.socket.d
+printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:3001\n' > ~/.config/systemd/user/octo.socket.d/port.conf
+systemctl --user daemon-reload
+systemctl --user enable --now octo-user.socket octo.socket`
+	if out, err := b.RunAs(ctx, "alice", "/bin/sh", "-ec", script); err != nil {
+		t.Fatalf("user install: %v\n%s", err, out)
+	}
+	if out, _ := b.Run(ctx, "systemctl", "--user", "-M", "alice@", "is-active", "octo-user.service"); strings.TrimSpace(out) != "inactive" {
+		t.Errorf("octo-user.service is %q before any request, want inactive", strings.TrimSpace(out))
+	}
+	// alice calls her own control plane on its Unix socket (SO_PEERCRED: no token).
+	out, err := b.RunAs(ctx, "alice", "curl", "-sS", "--unix-socket", "/run/user/"+uid+"/octo.sock", "http://octo/api/v1/status")
+	if err != nil {
+		t.Fatalf("alice's user-level status: %v\n%s", err, out)
+	}
+	var st status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status %q: %v", out, err)
+	}
+	if st.User != "alice" || st.Placement != "user" || fmt.Sprint(st.Agent.UID) != uid {
+		t.Errorf("user-level status = %+v, want alice served by her user agent (placement user, uid %s)", st, uid)
+	}
+	mainPID, _ := b.Run(ctx, "systemctl", "--user", "-M", "alice@", "show", "-P", "MainPID", "octo-user.service")
+	if strings.TrimSpace(mainPID) != fmt.Sprint(st.Agent.PID) {
+		t.Errorf("agent pid %d is not octo-user.service's main pid %q", st.Agent.PID, strings.TrimSpace(mainPID))
+	}
+	// And the control plane itself runs as alice, under her manager.
+	cpPID, _ := b.Run(ctx, "systemctl", "--user", "-M", "alice@", "show", "-P", "MainPID", "octo.service")
+	if got, _ := procIDs(t, b, strings.TrimSpace(cpPID)); got != uid {
+		t.Errorf("user-level octo.service runs as uid %s, want %s", got, uid)
+	}
+}
+
+// 8. Stopping a user's agent stops their sessions' processes too, and the
+// journal has the agent's lines.
+func TestStopAgentStopsSessions(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	c := newClient(t, b, "alice")
+	marker := "31415"
+	s := c.start("/bin/sh", "-c", "sleep "+marker+" & sleep "+marker+"; wait")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := b.Run(ctx, "pgrep", "-c", "-u", "alice", "-f", "sleep "+marker)
+		if strings.TrimSpace(out) == "2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s: want 2 sleep processes, pgrep counts %q", s.ID, strings.TrimSpace(out))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, err := b.Run(ctx, "systemctl", "stop", "octo-agent@alice.service"); err != nil {
+		t.Fatalf("systemctl stop: %v\n%s", err, out)
+	}
+	if out, _ := b.Run(ctx, "pgrep", "-a", "-f", "sleep "+marker); strings.TrimSpace(out) != "" {
+		t.Errorf("after systemctl stop, session processes remain:\n%s", out)
+	}
+	journal, err := b.Run(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", "octo-agent@alice.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(journal, "msg=") && !strings.Contains(journal, "level=") {
+		t.Errorf("journalctl -u octo-agent@alice shows no agent log lines:\n%s", journal)
+	}
+	// The socket stays: the next call starts the agent again.
+	c.expect("GET", "/api/v1/status", nil, http.StatusOK, nil)
+}
