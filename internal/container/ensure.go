@@ -40,6 +40,9 @@ func (r *Runtime) Ensure(ctx context.Context, u backend.User, sock string) error
 	}
 	c, err := r.client(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctxErr(ctx, u)
+		}
 		return err
 	}
 	reused, err := r.adoptOrClear(ctx, c, st, u, sock)

@@ -36,7 +36,7 @@ func prepareSockDir(dir, sockName string, uid uint32) error {
 		return fmt.Errorf("%s is not a directory owned by uid %d: remove it", dir, os.Geteuid())
 	}
 	// Chmod, not Mkdir's mode: the umask would clear the write bits.
-	if err := os.Chmod(dir, 0o1733); err != nil {
+	if err := os.Chmod(dir, 0o733|fs.ModeSticky); err != nil {
 		return fmt.Errorf("chmod socket directory: %w", err)
 	}
 	entries, err := os.ReadDir(dir)
