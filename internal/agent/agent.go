@@ -1,0 +1,163 @@
+// Package agent is the octo agent's server: it runs one Linux user's sessions
+// and file operations, serving the agentrpc protocol to checked peers.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"octo/internal/agentrpc"
+)
+
+// Version is the agent's version, reported by Agent.Info. The build may
+// override it with -ldflags "-X octo/internal/agent.Version=...".
+var Version = "dev"
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxSessions = 64
+	DefaultOutputCap   = 8 << 20
+	// MaxKeptSessions bounds the finished session records (and their output)
+	// kept in the state dir; older ones are pruned.
+	MaxKeptSessions = 1000
+	// shutdownGrace is how long running sessions get between SIGTERM and
+	// SIGKILL when the agent shuts down, and how long in-flight calls may run.
+	shutdownGrace = 3 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	User        string        // login name
+	UID, GID    uint32        // normally os.Getuid()/Getgid()
+	Home        string        // the user's home directory
+	Workspace   string        // absolute; default Home
+	StateDir    string        // session records and output files
+	AllowUIDs   []uint32      // peers allowed besides 0 and UID
+	IdleTimeout time.Duration // 0 = never exit when idle
+	MaxSessions int           // running sessions; 0 = DefaultMaxSessions
+	OutputCap   int64         // kept output bytes per session; 0 = DefaultOutputCap
+	Logger      *slog.Logger  // nil = discard
+	// Shell is the SHELL of sessions; "" = /bin/sh.
+	Shell string
+}
+
+// Server is one user's agent. Create it with New and serve with Run.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	root    *os.Root
+	start   time.Time
+	allowed map[uint32]bool
+	sess    *sessions
+	idle    *idleTracker
+	// inflight counts RPC calls being served; quit is closed at shutdown
+	// so that long polls return.
+	inflight atomic.Int64
+	quit     chan struct{}
+
+	runOnce sync.Once
+}
+
+// New checks cfg, opens the workspace and loads the persisted sessions.
+func New(cfg Config) (*Server, error) {
+	if cfg.User == "" {
+		return nil, errors.New("agent config: user name is empty")
+	}
+	if cfg.Workspace == "" {
+		cfg.Workspace = cfg.Home
+	}
+	if cfg.Workspace == "" || !filepath.IsAbs(cfg.Workspace) {
+		return nil, fmt.Errorf("agent config: workspace %q must be an absolute path", cfg.Workspace)
+	}
+	if cfg.StateDir == "" || !filepath.IsAbs(cfg.StateDir) {
+		return nil, fmt.Errorf("agent config: state dir %q must be an absolute path", cfg.StateDir)
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.OutputCap <= 0 {
+		cfg.OutputCap = DefaultOutputCap
+	}
+	if cfg.Shell == "" {
+		cfg.Shell = "/bin/sh"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	root, err := os.OpenRoot(cfg.Workspace)
+	if err != nil {
+		return nil, fmt.Errorf("open workspace: %w", err)
+	}
+	allowed := map[uint32]bool{0: true, cfg.UID: true}
+	for _, u := range cfg.AllowUIDs {
+		allowed[u] = true
+	}
+	s := &Server{cfg: cfg, log: log, root: root, start: time.Now(), allowed: allowed, quit: make(chan struct{})}
+	s.idle = newIdleTracker(cfg.IdleTimeout)
+	s.sess, err = loadSessions(s)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run serves ln until ctx is done or the agent has been idle (no open
+// connection, no running session) for the idle timeout; either way it
+// returns nil. On the way out it closes ln, gives in-flight calls a moment,
+// stops running sessions (SIGTERM, then SIGKILL) and persists their records.
+// Run may be called once.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	err := errors.New("agent: Run called twice")
+	s.runOnce.Do(func() { err = s.run(ctx, ln) })
+	return err
+}
+
+func (s *Server) run(ctx context.Context, ln net.Listener) error {
+	defer s.root.Close()
+	conns := newConnSet()
+	acceptErr := make(chan error, 1)
+	go func() { acceptErr <- s.acceptLoop(ln, conns) }()
+	s.idle.start()
+	defer s.idle.stop()
+
+	var err error
+	select {
+	case <-ctx.Done():
+		s.log.Info("agent stopping", "reason", "signal")
+	case <-s.idle.fired():
+		s.log.Info("agent idle, exiting", "idle_timeout", s.cfg.IdleTimeout.String())
+	case err = <-acceptErr:
+		err = fmt.Errorf("accept: %w", err)
+	}
+	ln.Close()
+	close(s.quit)
+	conns.closeAfter(shutdownGrace, s.inflight.Load)
+	s.sess.shutdown(shutdownGrace)
+	return err
+}
+
+// Info describes the agent.
+func (s *Server) Info() agentrpc.Info {
+	return agentrpc.Info{
+		User:            s.cfg.User,
+		UID:             s.cfg.UID,
+		GID:             s.cfg.GID,
+		Home:            s.cfg.Home,
+		Workspace:       s.cfg.Workspace,
+		Version:         Version,
+		PID:             os.Getpid(),
+		StartTime:       s.start,
+		RunningSessions: s.sess.running(),
+	}
+}

@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"errors"
+	"net"
+	"net/rpc"
+	"sync"
+	"time"
+
+	"octo/internal/peercred"
+)
+
+// acceptLoop accepts connections until ln is closed, checking each peer
+// before anything is read from it. It returns nil once ln is closed.
+func (s *Server) acceptLoop(ln net.Listener, conns *connSet) error {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed, retrying", "err", err, "backoff", backoff.String())
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		cred, err := peercred.Get(c)
+		if err != nil {
+			s.log.Warn("peer denied: no credentials", "err", err)
+			c.Close()
+			continue
+		}
+		if !s.allowed[cred.UID] {
+			s.log.Warn("peer denied", "pid", cred.PID, "uid", cred.UID, "gid", cred.GID)
+			c.Close()
+			continue
+		}
+		if !conns.add(c) {
+			c.Close()
+			continue
+		}
+		s.idle.inc()
+		go func() {
+			defer s.idle.dec()
+			defer conns.remove(c)
+			s.serveConn(c, cred)
+		}()
+	}
+}
+
+// isTemporary reports accept errors worth retrying (out of file descriptors,
+// a connection aborted before it was accepted).
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// serveConn serves net/rpc on c with services bound to the caller's identity.
+func (s *Server) serveConn(c net.Conn, cred peercred.Cred) {
+	srv := rpc.NewServer()
+	caller := &call{s: s, cred: cred}
+	// Registration only fails for services without suitable methods: a bug.
+	for name, rcvr := range map[string]any{
+		"Agent":   &AgentService{caller},
+		"Session": &SessionService{caller},
+		"File":    &FileService{caller},
+	} {
+		if err := srv.RegisterName(name, rcvr); err != nil {
+			panic("agent: register " + name + ": " + err.Error())
+		}
+	}
+	srv.ServeConn(c)
+}
+
+// call is what every service method knows: the server and who is calling.
+type call struct {
+	s    *Server
+	cred peercred.Cred
+}
+
+// begin counts a call in flight; the returned func ends it.
+func (c *call) begin() func() {
+	c.s.inflight.Add(1)
+	return func() { c.s.inflight.Add(-1) }
+}
+
+// connSet tracks open connections so shutdown can close them.
+type connSet struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	done   chan struct{} // closed when the set is closed and empty
+}
+
+func newConnSet() *connSet {
+	return &connSet{conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+}
+
+func (cs *connSet) add(c net.Conn) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		return false
+	}
+	cs.conns[c] = struct{}{}
+	return true
+}
+
+func (cs *connSet) remove(c net.Conn) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	delete(cs.conns, c)
+	if cs.closed && len(cs.conns) == 0 {
+		select {
+		case <-cs.done:
+		default:
+			close(cs.done)
+		}
+	}
+}
+
+// closeAfter stops new connections, waits up to grace for calls in flight
+// (busy reports their number) to finish, then closes every connection and
+// waits for their handlers.
+func (cs *connSet) closeAfter(grace time.Duration, busy func() int64) {
+	cs.mu.Lock()
+	cs.closed = true
+	if len(cs.conns) == 0 {
+		close(cs.done)
+	}
+	cs.mu.Unlock()
+	deadline := time.Now().Add(grace)
+	for busy() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cs.mu.Lock()
+	for c := range cs.conns {
+		c.Close()
+	}
+	cs.mu.Unlock()
+	<-cs.done
+}

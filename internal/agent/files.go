@@ -1,0 +1,367 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+
+	"octo/internal/agentrpc"
+)
+
+// maxDirEntries bounds the reply of File.List.
+const maxDirEntries = 100000
+
+// FileService is the File net/rpc service: file access inside the workspace.
+// Every path is relative to the workspace and resolved with os.Root, so
+// neither "..", absolute paths nor symlinks can leave it.
+type FileService struct{ c *call }
+
+// cleanRel checks a workspace-relative path and returns it cleaned ("." for
+// the workspace itself).
+func cleanRel(p string) (string, error) {
+	if strings.IndexByte(p, 0) >= 0 {
+		return "", errorf(agentrpc.CodeInvalid, "path %q contains a NUL byte", p)
+	}
+	if path.IsAbs(p) {
+		return "", errorf(agentrpc.CodeOutsideWorkspace, "path %q is absolute; give a path relative to the workspace", p)
+	}
+	c := path.Clean(p)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", errorf(agentrpc.CodeOutsideWorkspace, "path %q is outside the workspace", p)
+	}
+	return c, nil
+}
+
+// splitRel splits a cleaned path that is not "." into its directory and name.
+func splitRel(rel string) (dir, name string) {
+	dir, name = path.Split(rel)
+	if dir == "" {
+		dir = "."
+	}
+	return path.Clean(dir), name
+}
+
+// Stat describes a path without following a final symlink.
+func (f *FileService) Stat(req *agentrpc.PathRequest, reply *agentrpc.FileInfo) error {
+	defer f.c.begin()()
+	rel, err := cleanRel(req.Path)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	fi, err := f.stat(f.c.s.root, rel)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	*reply = fi
+	return nil
+}
+
+// stat describes rel in r, with its symlink target if it is one.
+func (f *FileService) stat(r *os.Root, rel string) (agentrpc.FileInfo, error) {
+	st, err := r.Lstat(rel)
+	if err != nil {
+		return agentrpc.FileInfo{}, fileErr("stat", rel, err)
+	}
+	fi := toInfo(st)
+	if rel == "." {
+		fi.Name = "."
+	}
+	if fi.Type == agentrpc.TypeSymlink {
+		fi.Target, _ = r.Readlink(rel)
+	}
+	return fi, nil
+}
+
+func toInfo(st fs.FileInfo) agentrpc.FileInfo {
+	t := agentrpc.TypeOther
+	switch m := st.Mode(); {
+	case m.IsRegular():
+		t = agentrpc.TypeFile
+	case m.IsDir():
+		t = agentrpc.TypeDir
+	case m&fs.ModeSymlink != 0:
+		t = agentrpc.TypeSymlink
+	}
+	return agentrpc.FileInfo{Name: st.Name(), Type: t, Size: st.Size(), Mode: st.Mode().Perm(), ModTime: st.ModTime()}
+}
+
+// List lists a directory, sorted by name.
+func (f *FileService) List(req *agentrpc.PathRequest, reply *agentrpc.DirList) error {
+	defer f.c.begin()()
+	rel, err := cleanRel(req.Path)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	d, err := f.c.s.root.OpenRoot(rel)
+	if err != nil {
+		return agentrpc.Encode(fileErr("list", rel, err))
+	}
+	defer d.Close()
+	dir, err := d.Open(".")
+	if err != nil {
+		return agentrpc.Encode(fileErr("list", rel, err))
+	}
+	defer dir.Close()
+	ents, err := dir.ReadDir(maxDirEntries + 1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return agentrpc.Encode(fileErr("list", rel, err))
+	}
+	if len(ents) > maxDirEntries {
+		return agentrpc.Encode(errorf(agentrpc.CodeTooLarge, "list %s: more than %d entries", rel, maxDirEntries))
+	}
+	out := make([]agentrpc.FileInfo, 0, len(ents))
+	for _, e := range ents { // ReadDir sorts by name
+		st, err := e.Info()
+		if err != nil {
+			continue // removed since it was read
+		}
+		fi := toInfo(st)
+		if fi.Type == agentrpc.TypeSymlink {
+			fi.Target, _ = d.Readlink(e.Name())
+		}
+		out = append(out, fi)
+	}
+	reply.Entries = out
+	return nil
+}
+
+// Read reads a chunk of a regular file.
+func (f *FileService) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply) error {
+	defer f.c.begin()()
+	rel, err := cleanRel(req.Path)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	n := req.Length
+	switch {
+	case n == 0:
+		n = agentrpc.MaxReadChunk
+	case n < 0 || req.Offset < 0:
+		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "read %s: negative offset or length", rel))
+	case n > agentrpc.MaxReadChunk:
+		return agentrpc.Encode(errorf(agentrpc.CodeTooLarge, "read %s: length %d is over the %d byte chunk limit; read in chunks", rel, n, agentrpc.MaxReadChunk))
+	}
+	// O_NONBLOCK: opening a FIFO must not hang the call.
+	fh, err := f.c.s.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return agentrpc.Encode(fileErr("read", rel, err))
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return agentrpc.Encode(fileErr("read", rel, err))
+	}
+	if !st.Mode().IsRegular() {
+		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "read %s: not a regular file", rel))
+	}
+	avail := max(st.Size()-req.Offset, 0)
+	buf := make([]byte, min(int64(n), avail))
+	got, err := fh.ReadAt(buf, req.Offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return agentrpc.Encode(fileErr("read", rel, err))
+	}
+	reply.Data = buf[:got]
+	reply.Info = toInfo(st)
+	reply.EOF = req.Offset+int64(got) >= st.Size()
+	return nil
+}
+
+// Write replaces a file atomically: temporary file in the same directory,
+// fsync, rename (or link, for CreateOnly), fsync of the directory.
+func (f *FileService) Write(req *agentrpc.WriteRequest, reply *agentrpc.FileInfo) error {
+	defer f.c.begin()()
+	fi, err := f.write(req)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	*reply = fi
+	return nil
+}
+
+func (f *FileService) write(req *agentrpc.WriteRequest) (agentrpc.FileInfo, error) {
+	rel, err := cleanRel(req.Path)
+	if err != nil {
+		return agentrpc.FileInfo{}, err
+	}
+	if rel == "." {
+		return agentrpc.FileInfo{}, errorf(agentrpc.CodeInvalid, "write: path is the workspace itself; name a file")
+	}
+	if len(req.Data) > agentrpc.MaxWriteSize {
+		return agentrpc.FileInfo{}, errorf(agentrpc.CodeTooLarge, "write %s: %d bytes is over the %d byte limit per call", rel, len(req.Data), agentrpc.MaxWriteSize)
+	}
+	if req.Mode&^fs.ModePerm != 0 {
+		return agentrpc.FileInfo{}, errorf(agentrpc.CodeInvalid, "write %s: mode %v has more than permission bits", rel, req.Mode)
+	}
+	dir, name := splitRel(rel)
+	if req.CreateParents {
+		if err := f.c.s.root.MkdirAll(dir, 0o755); err != nil {
+			return agentrpc.FileInfo{}, fileErr("create parents of", rel, err)
+		}
+	}
+	d, err := f.c.s.root.OpenRoot(dir)
+	if err != nil {
+		return agentrpc.FileInfo{}, fileErr("write", rel, err)
+	}
+	defer d.Close()
+	mode := req.Mode
+	if mode == 0 {
+		mode = 0o644
+	}
+	if st, err := d.Lstat(name); err == nil {
+		switch {
+		case req.CreateOnly:
+			return agentrpc.FileInfo{}, errorf(agentrpc.CodeExists, "write %s: already exists", rel)
+		case st.IsDir():
+			return agentrpc.FileInfo{}, errorf(agentrpc.CodeInvalid, "write %s: is a directory", rel)
+		case st.Mode().IsRegular():
+			mode = st.Mode().Perm()
+		}
+	}
+	tmp, err := writeTemp(d, name, req.Data, mode)
+	if err != nil {
+		return agentrpc.FileInfo{}, fileErr("write", rel, err)
+	}
+	if req.CreateOnly {
+		// link fails if name exists: exactly one of two writers wins.
+		err = d.Link(tmp, name)
+		d.Remove(tmp)
+	} else {
+		err = d.Rename(tmp, name)
+		if err != nil {
+			d.Remove(tmp)
+		}
+	}
+	if err != nil {
+		return agentrpc.FileInfo{}, fileErr("write", rel, err)
+	}
+	syncDir(d)
+	return f.stat(d, name)
+}
+
+// writeTemp writes data to a new temporary file next to name in d, with
+// mode, synced, and returns its name.
+func writeTemp(d *os.Root, name string, data []byte, mode fs.FileMode) (string, error) {
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	base := name
+	if len(base) > 128 {
+		base = base[:128]
+	}
+	tmp := "." + base + ".octo-tmp-" + hex.EncodeToString(rnd[:])
+	fh, err := d.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = fh.Write(data)
+	if err == nil {
+		err = fh.Chmod(mode)
+	}
+	if err == nil {
+		err = fh.Sync()
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		d.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// syncDir makes a rename in d durable. Failure only weakens durability.
+func syncDir(d *os.Root) {
+	if df, err := d.Open("."); err == nil {
+		df.Sync()
+		df.Close()
+	}
+}
+
+// Mkdir creates a directory.
+func (f *FileService) Mkdir(req *agentrpc.MkdirRequest, reply *agentrpc.FileInfo) error {
+	defer f.c.begin()()
+	rel, err := cleanRel(req.Path)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	if req.Mode&^fs.ModePerm != 0 {
+		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "mkdir %s: mode %v has more than permission bits", rel, req.Mode))
+	}
+	mode := req.Mode
+	if mode == 0 {
+		mode = 0o755
+	}
+	if req.Parents {
+		err = f.c.s.root.MkdirAll(rel, mode)
+	} else {
+		err = f.c.s.root.Mkdir(rel, mode)
+	}
+	if err != nil {
+		return agentrpc.Encode(fileErr("mkdir", rel, err))
+	}
+	fi, err := f.stat(f.c.s.root, rel)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	*reply = fi
+	return nil
+}
+
+// Remove removes a file, symlink or empty directory, or a tree if asked.
+func (f *FileService) Remove(req *agentrpc.RemoveRequest, _ *agentrpc.Empty) error {
+	defer f.c.begin()()
+	rel, err := cleanRel(req.Path)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	if rel == "." {
+		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "remove: refusing to remove the workspace itself"))
+	}
+	r := f.c.s.root
+	if _, err := r.Lstat(rel); err != nil {
+		return agentrpc.Encode(fileErr("remove", rel, err))
+	}
+	if req.Recursive {
+		err = r.RemoveAll(rel)
+	} else {
+		err = r.Remove(rel)
+	}
+	return agentrpc.Encode(fileErr("remove", rel, err))
+}
+
+// Rename renames a path within the workspace.
+func (f *FileService) Rename(req *agentrpc.RenameRequest, reply *agentrpc.FileInfo) error {
+	defer f.c.begin()()
+	from, err := cleanRel(req.From)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	to, err := cleanRel(req.To)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	if from == "." || to == "." {
+		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "rename: cannot rename the workspace itself"))
+	}
+	r := f.c.s.root
+	if req.NoReplace {
+		if _, err := r.Lstat(to); err == nil {
+			return agentrpc.Encode(errorf(agentrpc.CodeExists, "rename %s to %s: target exists", from, to))
+		}
+	}
+	if err := r.Rename(from, to); err != nil {
+		return agentrpc.Encode(fileErr("rename "+from+" to", to, err))
+	}
+	fi, err := f.stat(r, to)
+	if err != nil {
+		return agentrpc.Encode(err)
+	}
+	*reply = fi
+	return nil
+}

@@ -1,0 +1,85 @@
+package agent
+
+import (
+	"sync"
+	"time"
+)
+
+// idleTracker fires once the agent has had nothing to do (no connection, no
+// running session) for a timeout. A zero timeout never fires.
+type idleTracker struct {
+	timeout time.Duration
+	fire    chan struct{}
+
+	mu      sync.Mutex
+	busy    int
+	gen     uint64 // bumped on every busy/idle change, so a stale timer cannot fire
+	timer   *time.Timer
+	running bool
+	fired_  bool
+}
+
+func newIdleTracker(timeout time.Duration) *idleTracker {
+	return &idleTracker{timeout: timeout, fire: make(chan struct{})}
+}
+
+// fired is closed when the idle timeout has passed.
+func (t *idleTracker) fired() <-chan struct{} { return t.fire }
+
+// start arms the tracker; before it, busy/idle changes are only counted.
+func (t *idleTracker) start() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.running = true
+	t.arm()
+}
+
+func (t *idleTracker) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.running = false
+	t.gen++
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+}
+
+// inc marks the start of something that keeps the agent alive.
+func (t *idleTracker) inc() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.busy++
+	t.gen++
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+}
+
+// dec marks its end.
+func (t *idleTracker) dec() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.busy--
+	t.gen++
+	t.arm()
+}
+
+// arm starts the idle timer if the agent is idle. t.mu must be held.
+func (t *idleTracker) arm() {
+	if !t.running || t.timeout <= 0 || t.busy > 0 || t.fired_ {
+		return
+	}
+	gen := t.gen
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.timer = time.AfterFunc(t.timeout, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if gen != t.gen || t.busy > 0 || !t.running || t.fired_ {
+			return
+		}
+		t.fired_ = true
+		close(t.fire)
+	})
+}

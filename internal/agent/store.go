@@ -1,0 +1,172 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"octo/internal/agentrpc"
+)
+
+// record is a session's persisted state: StateDir/sessions/ID.json, next
+// to its output ID.out.
+type record struct {
+	agentrpc.Session
+	ProcStart uint64 // start time of PID in clock ticks since boot (/proc/PID/stat)
+	OutputCap int64  // the ring size of ID.out
+}
+
+// newID returns a random, unguessable session id: 16 hex digits.
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// validID reports whether id has the shape newID gives, so that it is safe
+// in a file name.
+func validID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *sessions) recordPath(id string) string { return filepath.Join(m.dir, id+".json") }
+func (m *sessions) outputPath(id string) string { return filepath.Join(m.dir, id+".out") }
+
+// save writes rec atomically: temp file, fsync, rename.
+func (m *sessions) save(rec record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	tmp := m.recordPath(rec.ID) + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, m.recordPath(rec.ID))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save session %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// remove deletes a session's files.
+func (m *sessions) remove(id string) {
+	os.Remove(m.recordPath(id))
+	os.Remove(m.outputPath(id))
+}
+
+// loadRecords reads the records in the state dir, oldest first. Records that
+// say running belong to an agent that died: they become lost. Stray temp
+// files and outputs without a record are removed.
+func (m *sessions) loadRecords() ([]*session, error) {
+	ents, err := os.ReadDir(m.dir)
+	if err != nil {
+		return nil, fmt.Errorf("read state dir: %w", err)
+	}
+	have := map[string]bool{}
+	var out []*session
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !validID(id) {
+			continue
+		}
+		b, err := os.ReadFile(m.recordPath(id))
+		var rec record
+		if err == nil {
+			err = json.Unmarshal(b, &rec)
+		}
+		if err != nil || rec.ID != id || rec.OutputCap <= 0 {
+			m.s.log.Warn("dropping unreadable session record", "id", id, "err", err)
+			m.remove(id)
+			continue
+		}
+		have[id] = true
+		ses := &session{m: m, rec: rec, changed: make(chan struct{}), ended: make(chan struct{})}
+		close(ses.ended)
+		ses.out = openOutput(m.outputPath(id), rec.OutputCap)
+		ses.rec.OutputSize = ses.out.Size()
+		if rec.State == agentrpc.StateRunning {
+			m.markLost(ses)
+		}
+		out = append(out, ses)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		id, _, _ := strings.Cut(name, ".")
+		if strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".out") && !have[id] {
+			os.Remove(filepath.Join(m.dir, name))
+		}
+	}
+	slices.SortFunc(out, func(a, b *session) int { return a.rec.StartTime.Compare(b.rec.StartTime) })
+	return out, nil
+}
+
+// markLost records that ses was running when its agent died.
+func (m *sessions) markLost(ses *session) {
+	rec := &ses.rec
+	rec.State = agentrpc.StateLost
+	rec.Error = "the agent exited while the session ran"
+	if st, err := procStart(rec.PID); err == nil && st == rec.ProcStart {
+		rec.Error = fmt.Sprintf("the agent exited while the session ran; process %d still runs outside its control", rec.PID)
+	}
+	rec.EndTime = time.Now()
+	if st, err := os.Stat(m.outputPath(rec.ID)); err == nil && st.ModTime().After(rec.StartTime) {
+		rec.EndTime = st.ModTime() // last output: the best guess of when it ended
+	}
+	if err := m.save(*rec); err != nil {
+		m.s.log.Warn("session record not saved", "id", rec.ID, "err", err)
+	}
+	m.s.log.Info("session lost", "id", rec.ID, "pid", rec.PID)
+}
+
+// prune removes the oldest finished sessions beyond MaxKeptSessions.
+// m.mu must be held.
+func (m *sessions) prune() {
+	finished := 0
+	for _, ses := range m.order {
+		if !ses.isRunning() {
+			finished++
+		}
+	}
+	if finished <= MaxKeptSessions {
+		return
+	}
+	drop := finished - MaxKeptSessions
+	kept := m.order[:0]
+	for _, ses := range m.order {
+		if drop > 0 && !ses.isRunning() {
+			drop--
+			delete(m.byID, ses.rec.ID)
+			m.remove(ses.rec.ID)
+			continue
+		}
+		kept = append(kept, ses)
+	}
+	clear(m.order[len(kept):])
+	m.order = kept
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"octo/internal/agent"
+)
+
+// serve runs the agent until ctx ends or it has been idle long enough.
+func serve(ctx context.Context, o *options, log *slog.Logger) error {
+	cfg, err := config(o, log)
+	if err != nil {
+		return err
+	}
+	srv, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, activated, err := listen(o)
+	if err != nil {
+		return err
+	}
+	log.Info("octo-agent ready", "user", cfg.User, "uid", cfg.UID, "workspace", cfg.Workspace,
+		"socket", ln.Addr().String(), "socket_activated", activated, "version", agent.Version)
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+	stopWatchdog := watchdog(log)
+	err = srv.Run(ctx, ln)
+	stopWatchdog()
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	if err == nil {
+		log.Info("octo-agent stopped")
+	}
+	return err
+}
+
+// config fills the agent's config from the flags, the passwd entry and the
+// environment.
+func config(o *options, log *slog.Logger) (agent.Config, error) {
+	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+	name, home := o.user, o.home
+	pwName, pwHome, shell := passwd(uid)
+	if name == "" {
+		name = firstOf(pwName, os.Getenv("USER"))
+	}
+	if home == "" {
+		home = firstOf(pwHome, os.Getenv("HOME"))
+	}
+	if name == "" || home == "" {
+		return agent.Config{}, fmt.Errorf("uid %d has no passwd entry: pass --user and --home or set $USER and $HOME", uid)
+	}
+	if !filepath.IsAbs(home) {
+		return agent.Config{}, fmt.Errorf("home %q must be an absolute path", home)
+	}
+	stateDir := o.stateDir
+	if stateDir == "" {
+		stateDir = defaultStateDir(home)
+	}
+	var allow []uint32
+	for _, u := range o.allowUsers {
+		n, err := agent.LookupUID(u)
+		if err != nil {
+			return agent.Config{}, fmt.Errorf("--allow-user: %w", err)
+		}
+		allow = append(allow, n)
+	}
+	return agent.Config{
+		User: name, UID: uid, GID: gid, Home: home, Workspace: o.workspace, StateDir: stateDir,
+		AllowUIDs: allow, IdleTimeout: o.idleTimeout, MaxSessions: o.maxSessions,
+		OutputCap: o.outputCap, Logger: log, Shell: shell,
+	}, nil
+}
+
+// passwd returns the passwd name, home and shell of uid, or "" for each.
+func passwd(uid uint32) (name, home, shell string) {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return "", "", os.Getenv("SHELL")
+	}
+	return u.Username, u.HomeDir, loginShell(u.Username)
+}
+
+func firstOf(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// defaultStateDir is $STATE_DIRECTORY (set by systemd's StateDirectory=),
+// else $XDG_STATE_HOME/octo-agent, else ~/.local/state/octo-agent.
+func defaultStateDir(home string) string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return filepath.SplitList(d)[0]
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "octo-agent")
+	}
+	return filepath.Join(home, ".local", "state", "octo-agent")
+}
+
+// watchdog pings systemd at half the watchdog interval when WATCHDOG_USEC
+// asks for it. The returned func stops it.
+func watchdog(log *slog.Logger) (stop func()) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		log.Warn("watchdog not enabled", "err", err)
+	}
+	if err != nil || interval <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(interval / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
