@@ -38,6 +38,9 @@ func classify(err error) (agentrpc.Code, string) {
 	if strings.Contains(err.Error(), "path escapes from parent") {
 		return agentrpc.CodeOutsideWorkspace, "path is outside the workspace"
 	}
+	if strings.HasSuffix(err.Error(), "not a directory") {
+		return agentrpc.CodeInvalid, "not a directory"
+	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		switch errno {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -115,8 +116,9 @@ func (f *FileService) List(req *agentrpc.PathRequest, reply *agentrpc.DirList) e
 	if len(ents) > maxDirEntries {
 		return agentrpc.Encode(errorf(agentrpc.CodeTooLarge, "list %s: more than %d entries", rel, maxDirEntries))
 	}
+	slices.SortFunc(ents, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	out := make([]agentrpc.FileInfo, 0, len(ents))
-	for _, e := range ents { // ReadDir sorts by name
+	for _, e := range ents {
 		st, err := e.Info()
 		if err != nil {
 			continue // removed since it was read
@@ -140,10 +142,10 @@ func (f *FileService) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply)
 	}
 	n := req.Length
 	switch {
-	case n == 0:
-		n = agentrpc.MaxReadChunk
 	case n < 0 || req.Offset < 0:
 		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "read %s: negative offset or length", rel))
+	case n == 0:
+		n = agentrpc.MaxReadChunk
 	case n > agentrpc.MaxReadChunk:
 		return agentrpc.Encode(errorf(agentrpc.CodeTooLarge, "read %s: length %d is over the %d byte chunk limit; read in chunks", rel, n, agentrpc.MaxReadChunk))
 	}
