@@ -113,6 +113,7 @@ func (s *Server) streamRaw(w http.ResponseWriter, r *http.Request, u backend.Use
 	h.Set(hdrOffset, strconv.FormatInt(out.Offset, 10))
 	h.Set("Trailer", hdrNext+", "+hdrDone)
 	w.WriteHeader(http.StatusOK)
+	rc.Flush()
 	next, done := s.follow(r, u, out, func(o agentrpc.Output) error {
 		if _, err := w.Write(o.Data); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/rpc"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -37,6 +38,7 @@ type Pool struct {
 	connectTimeout time.Duration
 	idleClose      time.Duration
 	log            *slog.Logger
+	self           uint32 // the control plane's uid
 
 	mu    sync.Mutex
 	conns map[string]*conn // by user name
@@ -54,7 +56,7 @@ type conn struct {
 // NewPool returns a pool dialing through router. Close stops it.
 func NewPool(router *Router, connectTimeout time.Duration, log *slog.Logger) *Pool {
 	p := &Pool{router: router, connectTimeout: connectTimeout, idleClose: DefaultIdleClose,
-		log: log, conns: map[string]*conn{}, stop: make(chan struct{})}
+		log: log, self: uint32(os.Getuid()), conns: map[string]*conn{}, stop: make(chan struct{})}
 	go p.janitor()
 	return p
 }
@@ -137,8 +139,9 @@ func (p *Pool) release(name string, c *conn, err error) {
 }
 
 // dial connects to ep and checks, with SO_PEERCRED, that the socket was
-// created by root (systemd) or by u: a socket planted by anyone else never
-// receives u's requests.
+// created by root (systemd), by u, or by the control plane itself (octo dev's
+// in-process agent): a socket planted by anyone else never receives u's
+// requests.
 func (p *Pool) dial(ctx context.Context, u User, ep Endpoint) (*agentrpc.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, p.connectTimeout)
 	defer cancel()
@@ -152,10 +155,10 @@ func (p *Pool) dial(ctx context.Context, u User, ep Endpoint) (*agentrpc.Client,
 		nc.Close()
 		return nil, unavailable("check agent socket "+ep.Socket, err)
 	}
-	if cred.UID != 0 && cred.UID != u.UID {
+	if cred.UID != 0 && cred.UID != u.UID && cred.UID != p.self {
 		nc.Close()
 		p.log.Warn("refused agent socket", "user", u.Name, "socket", ep.Socket, "owner_uid", cred.UID, "want_uid", u.UID)
-		return nil, unavailable(fmt.Sprintf("agent socket %s owned by uid %d, want %d or 0; refusing it", ep.Socket, cred.UID, u.UID), nil)
+		return nil, unavailable(fmt.Sprintf("agent socket %s owned by uid %d, want %d, 0 or %d; refusing it", ep.Socket, cred.UID, u.UID, p.self), nil)
 	}
 	return agentrpc.NewClient(nc), nil
 }
