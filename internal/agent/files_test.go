@@ -95,7 +95,10 @@ func TestFileErrors(t *testing.T) {
 			return err
 		}, agentrpc.CodeExists},
 		{"write over dir", func() error { _, err := c.Write(ctx, agentrpc.WriteRequest{Path: "d", Data: []byte("y")}); return err }, agentrpc.CodeInvalid},
-		{"write without parent", func() error { _, err := c.Write(ctx, agentrpc.WriteRequest{Path: "no/such", Data: []byte("y")}); return err }, agentrpc.CodeNotFound},
+		{"write without parent", func() error {
+			_, err := c.Write(ctx, agentrpc.WriteRequest{Path: "no/such", Data: []byte("y")})
+			return err
+		}, agentrpc.CodeNotFound},
 		{"write workspace", func() error { _, err := c.Write(ctx, agentrpc.WriteRequest{Path: ".", Data: []byte("y")}); return err }, agentrpc.CodeInvalid},
 		{"write bad mode", func() error {
 			_, err := c.Write(ctx, agentrpc.WriteRequest{Path: "m", Data: []byte("y"), Mode: os.ModeSetuid | 0o755})
@@ -221,10 +224,19 @@ func TestFileTraversal(t *testing.T) {
 		}},
 		{"mkdir through symlink", func() error { _, err := c.Mkdir(ctx, agentrpc.MkdirRequest{Path: "out/d", Parents: true}); return err }},
 		{"remove through symlink", func() error { return c.Remove(ctx, agentrpc.RemoveRequest{Path: "out/secret"}) }},
-		{"rename out", func() error { _, err := c.Rename(ctx, agentrpc.RenameRequest{From: "out/secret", To: "stolen"}); return err }},
+		{"rename out", func() error {
+			_, err := c.Rename(ctx, agentrpc.RenameRequest{From: "out/secret", To: "stolen"})
+			return err
+		}},
 		{"rename in to out", func() error { _, err := c.Rename(ctx, agentrpc.RenameRequest{From: "passwd", To: "../x"}); return err }},
-		{"start cwd out", func() error { _, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"true"}, Cwd: "out"}); return err }},
-		{"start cwd ..", func() error { _, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"true"}, Cwd: ".."}); return err }},
+		{"start cwd out", func() error {
+			_, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"true"}, Cwd: "out"})
+			return err
+		}},
+		{"start cwd ..", func() error {
+			_, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"true"}, Cwd: ".."})
+			return err
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { wantCode(t, tt.name, tt.call(), agentrpc.CodeOutsideWorkspace) })
@@ -247,6 +259,10 @@ func TestFileSymlinkSwap(t *testing.T) {
 	os.Mkdir(inside, 0o755)
 	os.WriteFile(filepath.Join(inside, "f"), []byte("inside"), 0o644)
 	link := filepath.Join(ws, "d")
+	outRel, err := filepath.Rel(ws, outside) // relative: os.Root refuses every absolute target
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -256,9 +272,9 @@ func TestFileSymlinkSwap(t *testing.T) {
 				return
 			default:
 			}
-			target := inside
+			target := "real"
 			if i%2 == 1 {
-				target = outside
+				target = outRel
 			}
 			os.Remove(link + ".new")
 			os.Symlink(target, link+".new")
@@ -283,7 +299,7 @@ func TestFileSymlinkSwap(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("reads inside: %d, refused as outside: %d", inCount, outCount)
-	if outCount == 0 {
-		t.Errorf("no read saw the outside symlink; the swap did not race")
+	if outCount == 0 || inCount == 0 {
+		t.Errorf("reads saw inside %d and outside %d times; the swap did not race", inCount, outCount)
 	}
 }
