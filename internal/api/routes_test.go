@@ -75,7 +75,8 @@ func TestIsolation(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(h.wsMe, "secret.txt")); string(got) != "mine" {
 		t.Errorf("secret.txt = %q after the other user's attempts", got)
 	}
-	if s := h.waitExit(h.tokMe, mine.ID); s.State != "running" {
+	_, b = h.do("GET", "/api/v1/sessions/"+mine.ID, h.tokMe, nil)
+	if s := decode[sessionJSON](t, b); s.State != "running" {
 		t.Errorf("my session is %s after the other user's attempts, want running", s.State)
 	}
 	// An admin reaches the other user's files with ?user=.

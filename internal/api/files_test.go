@@ -1,0 +1,143 @@
+package api
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestFileRoutes(t *testing.T) {
+	h := newHarness(t)
+	tok := h.tokMe
+	ws := h.wsMe
+	big := bytes.Repeat([]byte("0123456789abcdef"), 200<<10) // 3.2 MiB: several agent reads
+	os.WriteFile(filepath.Join(ws, "big.bin"), big, 0o644)
+	os.WriteFile(filepath.Join(ws, "page.html"), []byte("<html>hi</html>"), 0o644)
+	os.MkdirAll(filepath.Join(ws, "dir", "sub"), 0o755)
+	os.WriteFile(filepath.Join(ws, "dir", "a.txt"), []byte("a"), 0o644)
+
+	// GET: whole file, type, length, last-modified
+	resp, b := h.do("GET", "/api/v1/files/big.bin", tok, nil)
+	if resp.StatusCode != 200 || !bytes.Equal(b, big) || resp.Header.Get("Content-Length") != "3276800" {
+		t.Errorf("GET big.bin: %d, %d bytes (equal %v), length header %s", resp.StatusCode, len(b), bytes.Equal(b, big), resp.Header.Get("Content-Length"))
+	}
+	resp, b = h.do("GET", "/api/v1/files/page.html", tok, nil)
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") || string(b) != "<html>hi</html>" {
+		t.Errorf("GET page.html: type %q body %q", ct, b)
+	}
+	lm := resp.Header.Get("Last-Modified")
+	if _, err := http.ParseTime(lm); err != nil {
+		t.Errorf("Last-Modified %q: %v", lm, err)
+	}
+	resp, _ = h.do("GET", "/api/v1/files/page.html", tok, nil, "If-Modified-Since", lm)
+	if resp.StatusCode != 304 {
+		t.Errorf("If-Modified-Since: %d, want 304", resp.StatusCode)
+	}
+	// Range, including one past the first chunk
+	for _, tc := range []struct {
+		rng   string
+		start int
+		end   int // exclusive
+	}{
+		{"bytes=0-9", 0, 10},
+		{"bytes=2000000-2000099", 2000000, 2000100},
+		{"bytes=-5", len(big) - 5, len(big)},
+	} {
+		resp, b = h.do("GET", "/api/v1/files/big.bin", tok, nil, "Range", tc.rng)
+		if resp.StatusCode != 206 || !bytes.Equal(b, big[tc.start:tc.end]) {
+			t.Errorf("Range %s: %d %q", tc.rng, resp.StatusCode, b)
+		}
+	}
+	resp, _ = h.do("GET", "/api/v1/files/big.bin", tok, nil, "Range", "bytes=9999999-")
+	if resp.StatusCode != 416 {
+		t.Errorf("unsatisfiable range: %d, want 416", resp.StatusCode)
+	}
+	resp, b = h.do("HEAD", "/api/v1/files/page.html", tok, nil)
+	if resp.StatusCode != 200 || len(b) != 0 || resp.Header.Get("Content-Length") != "15" {
+		t.Errorf("HEAD: %d %q length %s", resp.StatusCode, b, resp.Header.Get("Content-Length"))
+	}
+
+	// directory listings
+	for _, p := range []string{"/api/v1/files", "/api/v1/files/", "/api/v1/files/dir", "/api/v1/files/dir/"} {
+		resp, b = h.do("GET", p, tok, nil)
+		d := decode[dirJSON](t, b)
+		if resp.StatusCode != 200 || d.Type != "dir" || len(d.Entries) == 0 {
+			t.Errorf("GET %s: %d %s", p, resp.StatusCode, b)
+		}
+	}
+	_, b = h.do("GET", "/api/v1/files/dir", tok, nil)
+	d := decode[dirJSON](t, b)
+	if len(d.Entries) != 2 || d.Entries[0].Name != "a.txt" || d.Entries[0].Type != "file" || d.Entries[1].Type != "dir" || d.Entries[0].Mode != "0644" {
+		t.Errorf("listing of dir: %+v", d.Entries)
+	}
+
+	// PUT: atomic write, mode, parents, create-only, size limit
+	resp, b = h.do("PUT", "/api/v1/files/new.txt?mode=0600", tok, strings.NewReader("fresh"))
+	if f := decode[fileJSON](t, b); resp.StatusCode != 200 || f.Size != 5 || f.Mode != "0600" {
+		t.Errorf("PUT new.txt: %d %s", resp.StatusCode, b)
+	}
+	if got, _ := os.ReadFile(filepath.Join(ws, "new.txt")); string(got) != "fresh" {
+		t.Errorf("new.txt holds %q", got)
+	}
+	resp, b = h.do("PUT", "/api/v1/files/x/y/z.txt", tok, strings.NewReader("deep"))
+	want(t, "PUT without parents", resp, b, 404, "not_found")
+	resp, b = h.do("PUT", "/api/v1/files/x/y/z.txt?parents=1", tok, strings.NewReader("deep"))
+	want(t, "PUT with parents", resp, b, 200, "")
+	resp, b = h.do("PUT", "/api/v1/files/new.txt", tok, strings.NewReader("again"), "If-None-Match", "*")
+	want(t, "PUT If-None-Match over an existing file", resp, b, 409, "exists")
+	resp, b = h.do("PUT", "/api/v1/files/huge.bin", tok, bytes.NewReader(make([]byte, 2<<20))) // limit is 1 MiB
+	want(t, "PUT over the body limit", resp, b, 413, "too_large")
+	if _, err := os.Stat(filepath.Join(ws, "huge.bin")); err == nil {
+		t.Error("a refused upload left a file")
+	}
+	resp, b = h.do("PUT", "/api/v1/files/new.txt?mode=rw", tok, strings.NewReader("x"))
+	want(t, "PUT bad mode", resp, b, 400, "invalid")
+
+	// mkdir, rename
+	resp, b = h.do("POST", "/api/v1/files/made?op=mkdir", tok, nil)
+	want(t, "mkdir", resp, b, 201, "")
+	resp, b = h.do("POST", "/api/v1/files/made?op=mkdir", tok, nil)
+	want(t, "mkdir again", resp, b, 409, "exists")
+	resp, b = h.do("POST", "/api/v1/files/p/q/r?op=mkdir&parents=1", tok, nil)
+	want(t, "mkdir -p", resp, b, 201, "")
+	resp, b = h.do("POST", "/api/v1/files/new.txt?op=rename&to=made/renamed.txt", tok, nil)
+	want(t, "rename", resp, b, 200, "")
+	if got, _ := os.ReadFile(filepath.Join(ws, "made", "renamed.txt")); string(got) != "fresh" {
+		t.Errorf("renamed file holds %q", got)
+	}
+	resp, b = h.do("POST", "/api/v1/files/page.html?op=rename&to=big.bin&no_replace=1", tok, nil)
+	want(t, "rename no_replace", resp, b, 409, "exists")
+	resp, b = h.do("POST", "/api/v1/files/page.html?op=rename", tok, nil)
+	want(t, "rename without to", resp, b, 400, "invalid")
+	resp, b = h.do("POST", "/api/v1/files/page.html?op=chmod", tok, nil)
+	want(t, "unknown op", resp, b, 400, "invalid")
+	resp, b = h.do("POST", "/api/v1/files/page.html?op=rename&to=../../escaped", tok, nil)
+	want(t, "rename out of the workspace", resp, b, 403, "outside_workspace")
+
+	// DELETE
+	resp, b = h.do("DELETE", "/api/v1/files/dir", tok, nil)
+	want(t, "DELETE non-empty dir", resp, b, 400, "invalid")
+	resp, b = h.do("DELETE", "/api/v1/files/dir?recursive=1", tok, nil)
+	want(t, "DELETE recursive", resp, b, 204, "")
+	if _, err := os.Stat(filepath.Join(ws, "dir")); err == nil {
+		t.Error("dir still exists after recursive delete")
+	}
+	resp, b = h.do("DELETE", "/api/v1/files/", tok, nil)
+	want(t, "DELETE the workspace", resp, b, 400, "invalid")
+	resp, b = h.do("DELETE", "/api/v1/files/nope", tok, nil)
+	want(t, "DELETE missing", resp, b, 404, "not_found")
+	resp, b = h.do("GET", "/api/v1/files/nope", tok, nil)
+	want(t, "GET missing", resp, b, 404, "not_found")
+	resp, b = h.do("GET", "/api/v1/files/..%2Fetc%2Fpasswd", tok, nil)
+	want(t, "GET outside", resp, b, 403, "outside_workspace")
+
+	// A symlink pointing out of the workspace is not followed.
+	os.Symlink("/etc/passwd", filepath.Join(ws, "link"))
+	resp, b = h.do("GET", "/api/v1/files/link", tok, nil)
+	if resp.StatusCode == 200 || strings.Contains(string(b), "root:") {
+		t.Errorf("GET of a symlink to /etc/passwd: %d %.40q", resp.StatusCode, b)
+	}
+}
