@@ -1,0 +1,266 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"octo/internal/agent"
+	"octo/internal/agentrpc"
+	"octo/internal/config"
+)
+
+// TestMain doubles as a helper process: with OCTO_TEST_LISTEN set it only
+// listens on that Unix socket (as whatever uid it was started with) and waits.
+func TestMain(m *testing.M) {
+	if path := os.Getenv("OCTO_TEST_LISTEN"); path != "" {
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			os.Exit(3)
+		}
+		os.Chmod(path, 0o666)
+		defer ln.Close()
+		time.Sleep(time.Minute)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func me(t *testing.T) User {
+	name, home, err := agent.CurrentUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return User{Name: name, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Home: home}
+}
+
+// runAgent serves a real agent for u on sock until the returned stop is called.
+func runAgent(t *testing.T, u User, sock string) (stop func()) {
+	t.Helper()
+	srv, err := agent.New(agent.Config{User: u.Name, UID: u.UID, GID: u.GID, Home: u.Home,
+		Workspace: t.TempDir(), StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Run(ctx, ln); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func localPool(t *testing.T, dir string) *Pool {
+	r, err := NewRouter(RouterConfig{Mode: config.ModeLocal, Local: config.Local{SocketDir: dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPool(r, time.Second, quiet)
+	t.Cleanup(p.Close)
+	return p
+}
+
+func info(ctx context.Context, p *Pool, u User, safety Safety) (agentrpc.Info, Endpoint, error) {
+	var in agentrpc.Info
+	ep, err := p.Do(ctx, u, safety, func(c *agentrpc.Client) (err error) {
+		in, err = c.Info(ctx)
+		return err
+	})
+	return in, ep, err
+}
+
+func TestPoolReconnectsAfterAgentExit(t *testing.T) {
+	dir := t.TempDir()
+	u := me(t)
+	sock := filepath.Join(dir, "agent-"+u.Name+".sock")
+	p := localPool(t, dir)
+	ctx := context.Background()
+
+	stop := runAgent(t, u, sock)
+	first, ep, err := info(ctx, p, u, Repeatable)
+	if err != nil || ep.Placement != PlacementSystem || ep.Socket != sock {
+		t.Fatalf("first call: %+v %v", ep, err)
+	}
+	stop()                      // the agent exits (as after its idle timeout) ...
+	stop = runAgent(t, u, sock) // ... and socket activation starts a new one
+	time.Sleep(50 * time.Millisecond)
+
+	second, _, err := info(ctx, p, u, Repeatable)
+	if err != nil {
+		t.Fatalf("call after the agent restarted: %v", err)
+	}
+	if !second.StartTime.After(first.StartTime) {
+		t.Errorf("second call answered by the agent started at %v, want the new one (after %v)", second.StartTime, first.StartTime)
+	}
+	// A call that must not be repeated still goes through when the lost
+	// connection was noticed before anything was sent.
+	stop()
+	runAgent(t, u, sock)
+	time.Sleep(50 * time.Millisecond)
+	var sess agentrpc.Session
+	_, err = p.Do(ctx, u, Once, func(c *agentrpc.Client) (err error) {
+		sess, err = c.Start(ctx, agentrpc.StartRequest{Argv: []string{"true"}})
+		return err
+	})
+	if err != nil || sess.ID == "" {
+		t.Errorf("Start after a restart: %+v %v", sess, err)
+	}
+}
+
+func TestPoolDialErrors(t *testing.T) {
+	dir := t.TempDir()
+	u := me(t)
+	p := localPool(t, dir)
+
+	// A socket file nobody listens on: connection refused.
+	refused := filepath.Join(dir, "agent-"+u.Name+".sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: refused, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	_, _, err = info(context.Background(), p, u, Repeatable)
+	var be *Error
+	if !errors.As(err, &be) || be.Status != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "refused the connection") {
+		t.Errorf("refused socket: %v, want 503 saying refused", err)
+	}
+	os.Remove(refused)
+
+	// No socket: 503 with the fix.
+	_, _, err = info(context.Background(), p, u, Repeatable)
+	if !errors.As(err, &be) || be.Code != CodeUnavailable || !strings.Contains(err.Error(), "systemctl enable --now octo-agent@"+u.Name+".socket") {
+		t.Errorf("missing socket: %v, want 503 with the systemctl fix", err)
+	}
+
+	// A socket that accepts but never answers (a hung agent): 504 at the call timeout.
+	hung, err := net.Listen("unix", refused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, _, err = info(ctx, p, u, Repeatable)
+	if !errors.As(err, &be) || be.Status != http.StatusGatewayTimeout || be.Code != CodeTimeout {
+		t.Errorf("hung agent: %v, want 504 agent_timeout", err)
+	}
+}
+
+// A socket created by another user is never used, whoever's agent it claims to be.
+func TestPoolRefusesForeignSocket(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TestPoolRefusesForeignSocket needs root (to start a listener as nobody); CI=true forbids skipping")
+		}
+		t.Skip("needs root: starts a listener as uid 65534")
+	}
+	base, err := os.MkdirTemp("", "octo-pool-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o755)
+	exe, _ := os.Executable()
+	helper := filepath.Join(base, "helper")
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(helper, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sockDir := filepath.Join(base, "s")
+	os.Mkdir(sockDir, 0o777)
+	os.Chmod(sockDir, 0o777)
+	victim := User{Name: "victim", UID: 4242, GID: 4242}
+	sock := filepath.Join(sockDir, "agent-victim.sock")
+	cmd := exec.Command(helper)
+	cmd.Env = append(os.Environ(), "OCTO_TEST_LISTEN="+sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if i > 200 {
+			t.Fatal("helper did not listen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p := localPool(t, sockDir)
+	_, _, err = info(context.Background(), p, victim, Repeatable)
+	var be *Error
+	if !errors.As(err, &be) || be.Code != CodeUnavailable || !strings.Contains(err.Error(), "owned by uid 65534") {
+		t.Errorf("planted socket: %v, want 503 refusing uid 65534", err)
+	}
+}
+
+// crashingAgent accepts connections, reads the request and closes the
+// connection without answering, as an agent that crashes mid-call does.
+func crashingAgent(t *testing.T, sock string) {
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Read(make([]byte, 4096))
+			c.Close()
+		}
+	}()
+}
+
+// A call that may have reached the agent is not repeated when the
+// connection dies under it (502 agent_failed); a read is retried once.
+func TestPoolRetriesOnlySafeCalls(t *testing.T) {
+	dir := t.TempDir()
+	u := me(t)
+	crashingAgent(t, filepath.Join(dir, "agent-"+u.Name+".sock"))
+	p := localPool(t, dir)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		safety Safety
+		calls  int
+	}{{Once, 1}, {Repeatable, 2}} {
+		calls := 0
+		_, err := p.Do(ctx, u, tc.safety, func(c *agentrpc.Client) error {
+			calls++
+			_, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"true"}})
+			return err
+		})
+		var be *Error
+		if !errors.As(err, &be) || be.Code != CodeFailed || be.Status != http.StatusBadGateway {
+			t.Errorf("safety %v: %v, want 502 agent_failed", tc.safety, err)
+		}
+		if calls != tc.calls {
+			t.Errorf("safety %v: call ran %d times, want %d", tc.safety, calls, tc.calls)
+		}
+	}
+}
