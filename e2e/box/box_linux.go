@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,11 +129,25 @@ func (b *Box) start() error {
 		Pdeathsig:   syscall.SIGKILL, // and --kill-child takes the box down with it
 		Setsid:      true,
 	}
-	if err := b.cmd.Start(); err != nil {
+	// Pdeathsig fires when the thread that started the child exits, not the
+	// process; Go ends threads (one that a goroutine left locked, as
+	// DialContext does). So start and wait on a thread of our own that lives
+	// exactly as long as the box.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := b.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		b.cmd.Wait()
+		close(b.done)
+	}()
+	if err := <-started; err != nil {
 		b.log.Close()
 		return fmt.Errorf("start unshare: %w", err)
 	}
-	go func() { b.cmd.Wait(); close(b.done) }()
 	return nil
 }
 
