@@ -105,6 +105,37 @@ func TestFirstCallStartsAgentAsUser(t *testing.T) {
 	}
 }
 
+// 2b. The agent's sandbox (octo-agent@.service hardening) leaves ordinary
+// work alone: git, a C compiler, the network, /tmp; and it is really there:
+// a world-writable directory outside home is read-only, /tmp is private.
+func TestAgentSandboxAllowsOrdinaryWork(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	if out, err := b.Sh(ctx, "mkdir -p /srv/open && chmod 1777 /srv/open"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	c := newClient(t, b, "bob")
+	out := c.run("/bin/bash", "-c", `
+mkdir -p work && cd work
+git init -q . && git -c user.email=bob@box -c user.name=bob commit -q --allow-empty -m first && echo "git:$(git rev-list --count HEAD)"
+printf 'int main(void){return 42;}\n' > t.c && cc -o t t.c && { ./t || echo "cc:$?"; }
+echo private > /tmp/bob-tmp && echo "tmp:$(cat /tmp/bob-tmp)"
+curl -fsS -o /dev/null http://127.0.0.1:3000/healthz && echo net:ok
+touch /srv/open/bob 2>&1 || true
+`)
+	for _, want := range []string{"git:1", "cc:42", "tmp:private", "net:ok", "Read-only file system"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bob's session output lacks %q; output:\n%s", want, out)
+		}
+	}
+	if _, err := b.Run(ctx, "test", "-e", "/tmp/bob-tmp"); err == nil {
+		t.Errorf("bob's /tmp/bob-tmp is in the machine's /tmp: PrivateTmp is not in effect")
+	}
+	if _, err := b.Run(ctx, "test", "-e", "/srv/open/bob"); err == nil {
+		t.Errorf("bob's agent wrote /srv/open/bob: ProtectSystem=strict is not in effect")
+	}
+}
+
 // 3. alice cannot see or touch bob's sessions or files; a user with no agent
 // socket gets 503 with the fix in the message.
 func TestUsersAreIsolated(t *testing.T) {
