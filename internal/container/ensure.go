@@ -85,13 +85,30 @@ func (r *Runtime) adoptOrClear(ctx context.Context, c *dockerapi.Client, st *use
 	return kept, nil
 }
 
-// remove force-removes a container; one already gone or being removed is fine.
+// remove force-removes a container and returns once it is gone, also when
+// someone else (a watcher) is removing it: until then its name stays taken.
 func remove(ctx context.Context, c *dockerapi.Client, id string) error {
 	err := c.ContainerRemove(ctx, id, true)
-	if errors.Is(err, dockerapi.ErrNotFound) || errors.Is(err, dockerapi.ErrConflict) {
+	switch {
+	case err == nil || errors.Is(err, dockerapi.ErrNotFound):
 		return nil
+	case !errors.Is(err, dockerapi.ErrConflict): // 409: removal already in progress
+		return err
 	}
-	return err
+	ctx, cancel := context.WithTimeout(ctx, removeTimeout)
+	defer cancel()
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
+		if _, err := c.ContainerInspect(ctx, id); errors.Is(err, dockerapi.ErrNotFound) {
+			return nil
+		} else if err != nil && !errors.Is(err, dockerapi.ErrConflict) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
 }
 
 // start creates and starts a container for u and waits for its agent.

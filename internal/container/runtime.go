@@ -40,6 +40,8 @@ const (
 	pingTimeout  = 2 * time.Second
 	startTimeout = 30 * time.Second
 	logTail      = 20
+	// removeTimeout bounds waiting for a removal someone else started.
+	removeTimeout = 30 * time.Second
 )
 
 // Runtime starts, finds and removes users' agent containers. Create it with
