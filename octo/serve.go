@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -78,21 +80,28 @@ func newRouter(cfg config.Config, log *slog.Logger) (*backend.Router, error) {
 func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc config.Server, log *slog.Logger) error {
 	errc := make(chan error, len(lns))
 	var servers []*http.Server
+	var serving sync.WaitGroup
+	var stopping atomic.Bool
+	drain := newDrainer()
 	for _, nl := range lns {
 		hs := &http.Server{
-			Handler:           srv.Handler(),
+			Handler:           drain.handler(srv.Handler()),
+			ConnState:         drain.connState,
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.Duration,
 			MaxHeaderBytes:    int(sc.MaxHeaderBytes),
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
+		hs.ConnContext = drain.connContext(nil)
 		if nl.unix {
-			hs.ConnContext = api.ConnContext
+			hs.ConnContext = drain.connContext(api.ConnContext)
 		}
 		servers = append(servers, hs)
 		log.Info("listening", "name", nl.name, "addr", nl.ln.Addr().String(), "inherited", nl.inherited)
+		serving.Add(1)
 		go func() {
-			if err := hs.Serve(nl.ln); !errors.Is(err, http.ErrServerClosed) {
+			defer serving.Done()
+			if err := hs.Serve(nl.ln); !errors.Is(err, http.ErrServerClosed) && !stopping.Load() {
 				errc <- fmt.Errorf("serve %s: %w", nl.name, err)
 			}
 		}()
@@ -107,13 +116,29 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	sctx, cancel := context.WithTimeout(context.Background(), sc.ShutdownTimeout.Duration)
 	defer cancel()
+	// Stop accepting; with socket activation, new connections now wait in
+	// the kernel for the next instance.
+	stopping.Store(true)
+	closeAll(lns)
+	waitGroup(sctx, &serving)
+	// Answer every connection already accepted, then shut down.
+	drain.wait(sctx)
 	for _, hs := range servers {
-		if serr := hs.Shutdown(sctx); serr != nil {
-			log.Warn("shutdown incomplete", "err", serr)
+		if err := hs.Shutdown(sctx); err != nil {
+			log.Warn("shutdown incomplete: closing remaining connections", "err", err)
 			hs.Close()
 		}
 	}
 	return err
+}
+
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 type namedListener struct {
