@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,15 +89,26 @@ func BenchmarkEngineRunTrue(b *testing.B) {
 }
 
 // BenchmarkPodmanRunTrue runs `podman run --rm --network none IMAGE true`,
-// the baseline BenchmarkColdFirstRequest is held to.
+// the baseline BenchmarkColdFirstRequest is held to. When the test engine
+// is dockerd it runs `docker -H unix://SOCKET run --rm ...` instead.
 func BenchmarkPodmanRunTrue(b *testing.B) {
-	_, image := engineEnv(b)
-	if _, err := exec.LookPath("podman"); err != nil {
-		skipOrFail(b, "needs the podman command for the baseline: apt-get install podman")
+	sock, image := engineEnv(b)
+	c := dockerapi.New(sock)
+	defer c.Close()
+	v, err := c.Version(context.Background())
+	if err != nil {
+		b.Fatalf("engine version: %v", err)
+	}
+	argv := []string{"podman", "run", "--rm", "--network", "none", image, "true"}
+	if !v.IsPodman() {
+		argv = []string{"docker", "-H", "unix://" + sock, "run", "--rm", "--network", "none", image, "true"}
+	}
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		skipOrFail(b, "needs the "+argv[0]+" command for the baseline")
 	}
 	for b.Loop() {
-		if out, err := exec.Command("podman", "run", "--rm", "--network", "none", image, "true").CombinedOutput(); err != nil {
-			b.Fatalf("podman run: %v\n%s", err, out)
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			b.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
 		}
 	}
 }
