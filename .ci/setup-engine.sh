@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Installs Podman from Debian, starts its Docker-compatible API service on a
+# Installs a container engine from Debian, starts its Docker Engine API on a
 # private socket and builds the octo-agent-base test image (a busybox-static
 # rootfs). Idempotent. Needs root. Progress goes to stderr; stdout carries only
 # `export NAME=value` lines for `eval`:
 #
 #   eval "$(bash .ci/setup-engine.sh)"
 #
-# Environment: OCTO_CI_DIR (default /run/octo-ci) holds the socket, pid and log.
+# Environment: OCTO_CI_ENGINE is podman (default: `podman system service`) or
+# docker (docker.io's dockerd); OCTO_CI_DIR (default /run/octo-ci) holds the
+# socket, pid and log.
 set -euo pipefail
 
+engine=${OCTO_CI_ENGINE:-podman}
 ci_dir=${OCTO_CI_DIR:-/run/octo-ci}
-sock=$ci_dir/podman.sock
+sock=$ci_dir/$engine.sock
 image=octo-agent-base:latest
 
 log() { echo "setup-engine: $*" >&2; }
@@ -20,9 +23,20 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
+case $engine in
+podman | docker) ;;
+*)
+	log "OCTO_CI_ENGINE=$engine: use podman or docker"
+	exit 2
+	;;
+esac
+
 install_packages() {
 	local missing=()
 	command -v podman >/dev/null || missing+=(podman)
+	if [ "$engine" = docker ]; then
+		command -v dockerd >/dev/null || missing+=(docker.io)
+	fi
 	dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 	command -v curl >/dev/null || missing+=(curl)
 	command -v runc >/dev/null || missing+=(runc)
@@ -79,22 +93,67 @@ start_service() {
 		return
 	fi
 	rm -f "$sock"
-	log "starting podman system service on $sock"
-	setsid nohup podman system service --time=0 "unix://$sock" </dev/null >"$ci_dir/podman.log" 2>&1 &
-	echo $! >"$ci_dir/podman.pid"
+	if [ "$engine" = docker ]; then
+		log "starting dockerd on $sock"
+		# Only --network none is used: no bridge, no iptables.
+		setsid nohup dockerd -H "unix://$sock" --data-root /var/lib/octo-ci-docker \
+			--exec-root "$ci_dir/docker-exec" --pidfile "$ci_dir/docker.pid" \
+			--iptables=false --ip-masq=false --bridge=none --containerd-namespace octo-ci \
+			</dev/null >"$ci_dir/docker.log" 2>&1 &
+	else
+		log "starting podman system service on $sock"
+		setsid nohup podman system service --time=0 "unix://$sock" </dev/null >"$ci_dir/podman.log" 2>&1 &
+		echo $! >"$ci_dir/podman.pid"
+	fi
 	for _ in $(seq 1 300); do
 		if ping; then
 			return
 		fi
 		sleep 0.1
 	done
-	log "podman service did not answer on $sock within 30s; its log:"
-	tail -20 "$ci_dir/podman.log" >&2
+	log "$engine did not answer on $sock within 30s; its log:"
+	tail -20 "$ci_dir/$engine.log" >&2
 	exit 1
 }
 
+image_exists() {
+	if [ "$engine" = docker ]; then
+		curl -fsS --unix-socket "$sock" "http://d/v1.41/images/$image/json" >/dev/null 2>&1
+	else
+		podman image exists "$image"
+	fi
+}
+
+import_image() {
+	if [ "$engine" = docker ]; then
+		local reply
+		reply=$(curl -fsS --unix-socket "$sock" -X POST -H 'Content-Type: application/x-tar' \
+			--data-binary "@$1" "http://d/v1.41/images/create?fromSrc=-&repo=$image")
+		if grep -q '"error"' <<<"$reply"; then
+			log "import failed: $reply"
+			exit 1
+		fi
+	else
+		podman import --change 'ENV PATH=/usr/local/bin:/bin' --change 'CMD ["/bin/sh"]' "$1" "$image" >&2
+	fi
+}
+
+test_run() {
+	if [ "$engine" = docker ]; then
+		local id
+		id=$(curl -fsS --unix-socket "$sock" -X POST -H 'Content-Type: application/json' \
+			-d "{\"Image\":\"$image\",\"Cmd\":[\"true\"],\"HostConfig\":{\"NetworkMode\":\"none\"}}" \
+			http://d/v1.41/containers/create | sed 's/.*"Id":"\([0-9a-f]*\)".*/\1/')
+		curl -fsS --unix-socket "$sock" -X POST "http://d/v1.41/containers/$id/start" >&2 &&
+			curl -fsS --unix-socket "$sock" -X POST "http://d/v1.41/containers/$id/wait" | grep -q '"StatusCode":0' &&
+			curl -fsS --unix-socket "$sock" -X DELETE "http://d/v1.41/containers/$id" >&2
+	else
+		podman run --rm --network none "$image" true >&2
+	fi
+}
+
 build_image() {
-	if podman image exists "$image"; then
+	if image_exists; then
 		log "image $image exists"
 		return
 	fi
@@ -109,7 +168,7 @@ build_image() {
 		[ "$cmd" = busybox ] || ln -s busybox "$root/bin/$cmd"
 	done
 	tar -C "$root" -cf "$tarball" .
-	podman import --change 'ENV PATH=/usr/local/bin:/bin' --change 'CMD ["/bin/sh"]' "$tarball" "$image" >&2
+	import_image "$tarball"
 	rm -rf "$root" "$tarball"
 }
 
@@ -117,7 +176,7 @@ install_packages
 configure_podman
 start_service
 build_image
-if ! podman run --rm --network none "$image" true >&2; then
+if ! test_run; then
 	log "a test run of $image failed; see the error above"
 	exit 1
 fi
