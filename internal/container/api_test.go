@@ -280,6 +280,50 @@ func TestAPIContainerPlacement(t *testing.T) {
 		h.expect("other user's file", resp, body, 404, "not_found")
 	})
 
+	t.Run("follow", func(t *testing.T) {
+		s := h.start(a.tok, `{"command":["sh","-c","echo one; sleep 0.3; echo two; sleep 0.3; echo three"]}`)
+		req, _ := http.NewRequest("GET", h.url+"/api/v1/sessions/"+s.ID+"/output?follow=1", nil)
+		req.Header.Set("Authorization", "Bearer "+a.tok)
+		resp, err := h.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		start := time.Now()
+		first := make([]byte, 4)
+		if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "one\n" {
+			t.Fatalf("first chunk %q, %v; want \"one\\n\"", first, err)
+		}
+		if d := time.Since(start); d > 250*time.Millisecond {
+			t.Errorf("first chunk took %v; it should arrive before the session ends", d)
+		}
+		rest, _ := io.ReadAll(resp.Body)
+		if string(rest) != "two\nthree\n" || resp.Trailer.Get("Octo-Next-Offset") != "14" {
+			t.Errorf("rest %q, trailer %v; want \"two\\nthree\\n\" and next offset 14", rest, resp.Trailer)
+		}
+	})
+
+	// A crashed container is replaced on the next request.
+	t.Run("crash", func(t *testing.T) {
+		if code, _, body := h.status(a.tok); code != 200 {
+			t.Fatalf("status = %d %s", code, body)
+		}
+		old := h.f.containers(t, a.User)
+		if len(old) != 1 {
+			t.Fatalf("containers before the crash: %+v", old)
+		}
+		if err := h.f.engine.ContainerKill(ctxT(t), old[0].ID, "KILL"); err != nil {
+			t.Fatal(err)
+		}
+		code, after, body := h.status(a.tok)
+		if code != 200 || after.Placement != "container" || after.Agent.UID != a.UID {
+			t.Fatalf("status after the crash = %d %s, want 200 from a new container", code, body)
+		}
+		if list := h.f.containers(t, a.User); len(list) != 1 || list[0].ID == old[0].ID {
+			t.Errorf("containers after the crash = %+v, want one new one (not %s)", list, old[0].ID)
+		}
+	})
+
 	if list := h.f.containers(t, a.User); len(list) != 1 {
 		t.Errorf("%s has %d containers, want 1", a.Name, len(list))
 	}

@@ -1,5 +1,3 @@
-// Package container runs each user's octo-agent in a container through the
-// Docker Engine API (dockerd or Podman), implementing backend.ContainerRuntime.
 package container
 
 import (
