@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,13 +21,13 @@ const apiURL = "http://127.0.0.1:3000"
 
 // client calls the box's HTTP API over TCP as one user (by bearer token).
 type client struct {
-	t     *testing.T
+	t     testing.TB
 	user  string
 	token string
 	hc    *http.Client
 }
 
-func newClient(t *testing.T, b *box.Box, user string) *client {
+func newClient(t testing.TB, b *box.Box, user string) *client {
 	return &client{t: t, user: user, token: tokens[user], hc: boxHTTP(b)}
 }
 
@@ -259,13 +258,4 @@ func idOf(t *testing.T, b *box.Box, flag, user string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(out)
-}
-
-func atoi(t *testing.T, s string) int {
-	t.Helper()
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
-		t.Fatalf("not a number: %q", s)
-	}
-	return n
 }

@@ -57,7 +57,7 @@ func TestMain(m *testing.M) {
 
 // setup returns the booted, installed box, skipping the test (or failing it
 // when CI=true) if this machine cannot run one.
-func setup(t *testing.T) *box.Box {
+func setup(t testing.TB) *box.Box {
 	t.Helper()
 	suiteOnce.Do(func() {
 		if err := box.Check(); err != nil {

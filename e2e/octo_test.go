@@ -339,6 +339,30 @@ systemctl daemon-reload`
 	c.expect("GET", "/api/v1/status", nil, http.StatusOK, nil)
 }
 
+// 5b. Many agent starts in a burst (an administrator's restarts, a crashing
+// or quickly idling agent) trip neither the service's start limit nor the
+// socket's trigger limit, either of which would fail the socket for good.
+func TestAgentStartBurstKeepsSocket(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	c := newClient(t, b, "dev-ops")
+	const starts = 40 // systemd's defaults: 5 starts per 10s, 20 triggers per 2s
+	begin := time.Now()
+	for i := 0; i < starts; i++ {
+		if out, err := b.Run(ctx, "systemctl", "stop", "octo-agent@dev-ops.service"); err != nil {
+			t.Fatalf("stop %d: %v\n%s", i, err, out)
+		}
+		if r := c.do("GET", "/api/v1/status", nil); r.Status != http.StatusOK {
+			res, _ := b.Run(ctx, "systemctl", "show", "-p", "Result", "octo-agent@dev-ops.socket", "octo-agent@dev-ops.service")
+			t.Fatalf("start %d of %d (after %v): %s\n%s", i+1, starts, time.Since(begin).Round(time.Millisecond), r, res)
+		}
+	}
+	t.Logf("%d agent starts in %v", starts, time.Since(begin).Round(time.Millisecond))
+	if got := isActive(ctx, b, "octo-agent@dev-ops.socket"); got != "active" {
+		t.Errorf("after %d starts the socket is %q, want active", starts, got)
+	}
+}
+
 // 6. Restarting octo.service while a client sends requests loses none.
 func TestRestartLosesNoRequest(t *testing.T) {
 	b := setup(t)
@@ -434,6 +458,27 @@ systemctl --user enable --now octo-user.socket octo.socket`
 	if strings.TrimSpace(mainPID) != fmt.Sprint(st.Agent.PID) {
 		t.Errorf("agent pid %d is not octo-user.service's main pid %q", st.Agent.PID, strings.TrimSpace(mainPID))
 	}
+	// Over TCP (127.0.0.1:3001 here) with a token from her own state dir.
+	tok, err := b.RunAs(ctx, "alice", "/usr/local/bin/octo", "token", "create", "alice", "--config", "/home/alice/.config/octo/config.toml")
+	if err != nil {
+		t.Fatalf("user-level token: %v", err)
+	}
+	f := strings.Fields(tok)
+	if len(f) == 0 {
+		t.Fatalf("octo token create printed no token")
+	}
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:3001/api/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+f[len(f)-1])
+	resp, err := boxHTTP(b).Do(req)
+	if err != nil {
+		t.Fatalf("user-level control plane over TCP: %v", err)
+	}
+	var tst status
+	json.NewDecoder(resp.Body).Decode(&tst)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || tst.Placement != "user" || tst.Agent.PID != st.Agent.PID {
+		t.Errorf("user-level status over TCP = %d %+v, want 200 from the same user agent (pid %d)", resp.StatusCode, tst, st.Agent.PID)
+	}
 	// And the control plane itself runs as alice, under her manager.
 	cpPID, _ := b.Run(ctx, "systemctl", "--user", "-M", "alice@", "show", "-P", "MainPID", "octo.service")
 	if got, _ := procIDs(t, b, strings.TrimSpace(cpPID)); got != uid {
@@ -465,6 +510,11 @@ func TestStopAgentStopsSessions(t *testing.T) {
 	}
 	if out, _ := b.Run(ctx, "pgrep", "-a", "-f", "sleep "+marker); strings.TrimSpace(out) != "" { // the sh too
 		t.Errorf("after systemctl stop, session processes remain:\n%s", out)
+	}
+	if got := unitProp(t, b, "octo-agent@alice.service", "ControlGroup"); got != "" {
+		if out, _ := b.Run(ctx, "cat", "/sys/fs/cgroup"+got+"/cgroup.procs"); strings.TrimSpace(out) != "" {
+			t.Errorf("after stop, %s still holds processes:\n%s", got, out)
+		}
 	}
 	journal, err := b.Run(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", "octo-agent@alice.service")
 	if err != nil {
