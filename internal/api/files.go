@@ -49,8 +49,13 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
 	}
 	f := &agentFile{s: s, r: r, u: u, path: p, size: first.Info.Size, buf: first.Data}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, path.Base("/"+p), first.Info.ModTime, f)
+	http.ServeContent(plainWriter{w}, r, path.Base("/"+p), first.Info.ModTime, f)
 }
+
+// plainWriter hides the ResponseWriter's io.ReaderFrom: with it, ServeContent
+// would send the headers and the body in two writes; without, a small file
+// goes out in one.
+type plainWriter struct{ http.ResponseWriter }
 
 // listDir writes p's listing if p is a directory and reports whether it did.
 func (s *Server) listDir(w http.ResponseWriter, r *http.Request, u backend.User, p string) bool {
