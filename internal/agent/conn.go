@@ -84,7 +84,7 @@ func (s *Server) serveConn(c net.Conn, cred peercred.Cred) {
 			panic("agent: register " + name + ": " + err.Error())
 		}
 	}
-	srv.ServeConn(c)
+	srv.ServeCodec(newServerCodec(c))
 }
 
 // call is what every service method knows: the server and who is calling.

@@ -163,9 +163,10 @@ func (f *FileService) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply)
 		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "read %s: not a regular file", rel))
 	}
 	avail := max(st.Size()-req.Offset, 0)
-	buf := make([]byte, min(int64(n), avail))
+	buf := getChunk(int(min(int64(n), avail)))
 	got, err := fh.ReadAt(buf, req.Offset)
 	if err != nil && !errors.Is(err, io.EOF) {
+		putChunk(buf)
 		return agentrpc.Encode(fileErr("read", rel, err))
 	}
 	reply.Data = buf[:got]

@@ -133,11 +133,12 @@ func (o *outputFile) ReadAt(off int64, max int) (data []byte, from, start, size 
 		}
 		defer f.Close()
 	}
-	data = make([]byte, n)
+	data = getChunk(int(n))
 	for got := int64(0); got < n; {
 		pos := (from + got) % o.cap
 		k := min(n-got, o.cap-pos)
 		if _, err := f.ReadAt(data[got:got+k], outHeader+pos); err != nil {
+			putChunk(data)
 			return nil, from, start, size, err
 		}
 		got += k

@@ -190,20 +190,25 @@ func (ses *session) wait(cmdWait func() error, copied <-chan struct{}) {
 	}
 	ses.inMu.Unlock()
 
+	// Save the end before anyone can see it, so that a caller that saw the
+	// session end sees the same after an agent restart. The rename makes it
+	// survive the agent; the sync after publishing, the machine.
 	ses.mu.Lock()
-	rec := &ses.rec
-	rec.EndTime = time.Now()
-	rec.State = agentrpc.StateExited
-	rec.OutputSize = ses.out.Size()
-	setExit(rec, err)
-	saved := *rec
+	saved := ses.rec
+	ses.mu.Unlock()
+	saved.EndTime = time.Now()
+	saved.State = agentrpc.StateExited
+	saved.OutputSize = ses.out.Size()
+	setExit(&saved, err)
+	if err := ses.m.save(saved, false); err != nil {
+		ses.m.s.log.Warn("session record not saved", "id", saved.ID, "err", err)
+	}
+	ses.mu.Lock()
+	ses.rec = saved
 	ses.notify()
 	close(ses.ended)
 	ses.mu.Unlock()
-
-	if err := ses.m.save(saved); err != nil {
-		ses.m.s.log.Warn("session record not saved", "id", saved.ID, "err", err)
-	}
+	ses.m.syncRecord(saved.ID)
 	ses.m.s.log.Info("session exited", "id", saved.ID, "pid", saved.PID, "code", exitText(saved.Session))
 	ses.m.release()
 	ses.m.mu.Lock()

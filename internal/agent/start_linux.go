@@ -138,7 +138,9 @@ func (m *sessions) start(req *agentrpc.StartRequest, caller peercred.Cred) (agen
 	ses.rec.ProcStart, _ = procStart(ses.rec.PID)
 	ses.rec.State = agentrpc.StateRunning
 	ses.proc, ses.pgid = cmd.Process, cmd.Process.Pid
-	if err := m.save(ses.rec); err != nil {
+	// Not synced: the record must survive the agent, not the machine (a
+	// power loss ends the session too). The end record is synced.
+	if err := m.save(ses.rec, false); err != nil {
 		m.s.log.Warn("session record not saved", "id", id, "err", err)
 	}
 	m.add(ses)
@@ -157,7 +159,7 @@ func (m *sessions) failed(ses *session, err error) agentrpc.Session {
 	ses.rec.Error = "start: " + err.Error()
 	ses.rec.EndTime = time.Now()
 	close(ses.ended)
-	if err := m.save(ses.rec); err != nil {
+	if err := m.save(ses.rec, true); err != nil {
 		m.s.log.Warn("session record not saved", "id", ses.rec.ID, "err", err)
 	}
 	m.add(ses)

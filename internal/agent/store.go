@@ -46,8 +46,8 @@ func validID(id string) bool {
 func (m *sessions) recordPath(id string) string { return filepath.Join(m.dir, id+".json") }
 func (m *sessions) outputPath(id string) string { return filepath.Join(m.dir, id+".out") }
 
-// save writes rec atomically: temp file, fsync, rename.
-func (m *sessions) save(rec record) error {
+// save writes rec atomically: temp file, fsync if durable, rename.
+func (m *sessions) save(rec record, durable bool) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -58,7 +58,7 @@ func (m *sessions) save(rec record) error {
 		return err
 	}
 	_, err = f.Write(b)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -72,6 +72,14 @@ func (m *sessions) save(rec record) error {
 		return fmt.Errorf("save session %s: %w", rec.ID, err)
 	}
 	return nil
+}
+
+// syncRecord makes a saved record durable.
+func (m *sessions) syncRecord(id string) {
+	if f, err := os.Open(m.recordPath(id)); err == nil {
+		f.Sync()
+		f.Close()
+	}
 }
 
 // remove deletes a session's files.
@@ -138,7 +146,7 @@ func (m *sessions) markLost(ses *session) {
 	if st, err := os.Stat(m.outputPath(rec.ID)); err == nil && st.ModTime().After(rec.StartTime) {
 		rec.EndTime = st.ModTime() // last output: the best guess of when it ended
 	}
-	if err := m.save(*rec); err != nil {
+	if err := m.save(*rec, true); err != nil {
 		m.s.log.Warn("session record not saved", "id", rec.ID, "err", err)
 	}
 	m.s.log.Info("session lost", "id", rec.ID, "pid", rec.PID)
