@@ -40,8 +40,9 @@ type Pool struct {
 	log            *slog.Logger
 	self           uint32 // the control plane's uid
 
-	mu    sync.Mutex
-	conns map[string]*conn // by user name
+	mu      sync.Mutex
+	conns   map[string]*conn       // by user name
+	dialing map[string]*sync.Mutex // by user name: one dial (or container start) at a time
 	stop  chan struct{}
 	once  sync.Once
 }
@@ -56,7 +57,7 @@ type conn struct {
 // NewPool returns a pool dialing through router. Close stops it.
 func NewPool(router *Router, connectTimeout time.Duration, log *slog.Logger) *Pool {
 	p := &Pool{router: router, connectTimeout: connectTimeout, idleClose: DefaultIdleClose,
-		log: log, self: uint32(os.Getuid()), conns: map[string]*conn{}, stop: make(chan struct{})}
+		log: log, self: uint32(os.Getuid()), conns: map[string]*conn{}, dialing: map[string]*sync.Mutex{}, stop: make(chan struct{})}
 	go p.janitor()
 	return p
 }
@@ -96,16 +97,23 @@ func (p *Pool) Do(ctx context.Context, u User, safety Safety, fn func(*agentrpc.
 }
 
 // get returns the user's pooled connection, dialing one if needed.
+// Concurrent requests of one user wait for a single dial.
 func (p *Pool) get(ctx context.Context, u User) (*conn, error) {
-	p.mu.Lock()
-	c := p.conns[u.Name]
-	if c != nil {
-		c.inflight++
-		p.mu.Unlock()
+	if c := p.pooled(u.Name); c != nil {
 		return c, nil
 	}
+	p.mu.Lock()
+	dm := p.dialing[u.Name]
+	if dm == nil {
+		dm = &sync.Mutex{}
+		p.dialing[u.Name] = dm
+	}
 	p.mu.Unlock()
-
+	dm.Lock()
+	defer dm.Unlock()
+	if c := p.pooled(u.Name); c != nil { // another request dialed meanwhile
+		return c, nil
+	}
 	ep, err := p.router.Endpoint(ctx, u)
 	if err != nil {
 		return nil, err
@@ -114,17 +122,23 @@ func (p *Pool) get(ctx context.Context, u User) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c := &conn{client: client, ep: ep, inflight: 1}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if old := p.conns[u.Name]; old != nil { // another request dialed first
-		client.Close()
-		old.inflight++
-		return old, nil
-	}
-	c = &conn{client: client, ep: ep, inflight: 1}
 	p.conns[u.Name] = c
+	p.mu.Unlock()
 	p.log.Info("agent connected", "user", u.Name, "placement", ep.Placement, "socket", ep.Socket)
 	return c, nil
+}
+
+// pooled returns the user's connection, counted as in use, or nil.
+func (p *Pool) pooled(name string) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.conns[name]
+	if c != nil {
+		c.inflight++
+	}
+	return c
 }
 
 func (p *Pool) release(name string, c *conn, err error) {
@@ -157,7 +171,6 @@ func (p *Pool) dial(ctx context.Context, u User, ep Endpoint) (*agentrpc.Client,
 	}
 	if cred.UID != 0 && cred.UID != u.UID && cred.UID != p.self {
 		nc.Close()
-		p.log.Warn("refused agent socket", "user", u.Name, "socket", ep.Socket, "owner_uid", cred.UID, "want_uid", u.UID)
 		return nil, unavailable(fmt.Sprintf("agent socket %s owned by uid %d, want %d, 0 or %d; refusing it", ep.Socket, cred.UID, u.UID, p.self), nil)
 	}
 	return agentrpc.NewClient(nc), nil

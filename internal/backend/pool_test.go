@@ -168,10 +168,7 @@ func TestPoolDialErrors(t *testing.T) {
 // A socket created by another user is never used, whoever's agent it claims to be.
 func TestPoolRefusesForeignSocket(t *testing.T) {
 	if os.Getuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TestPoolRefusesForeignSocket needs root (to start a listener as nobody); CI=true forbids skipping")
-		}
-		t.Skip("needs root: starts a listener as uid 65534")
+		skip(t, "TestPoolRefusesForeignSocket: needs root to start a listener as uid 65534")
 	}
 	base, err := os.MkdirTemp("", "octo-pool-")
 	if err != nil {
@@ -262,5 +259,28 @@ func TestPoolRetriesOnlySafeCalls(t *testing.T) {
 		if calls != tc.calls {
 			t.Errorf("safety %v: call ran %d times, want %d", tc.safety, calls, tc.calls)
 		}
+	}
+}
+
+// Idle connections are closed so that an idle agent can exit; the next call
+// dials again.
+func TestPoolClosesIdleConnections(t *testing.T) {
+	dir := t.TempDir()
+	u := me(t)
+	runAgent(t, u, filepath.Join(dir, "agent-"+u.Name+".sock"))
+	p := localPool(t, dir)
+	if _, _, err := info(context.Background(), p, u, Repeatable); err != nil {
+		t.Fatal(err)
+	}
+	p.closeIdle(time.Hour)
+	if n := len(p.conns); n != 1 {
+		t.Errorf("closeIdle(1h) closed a connection used just now: %d left", n)
+	}
+	p.closeIdle(0)
+	if n := len(p.conns); n != 0 {
+		t.Errorf("closeIdle(0) left %d connections", n)
+	}
+	if _, _, err := info(context.Background(), p, u, Repeatable); err != nil {
+		t.Errorf("call after the idle close: %v", err)
 	}
 }
