@@ -33,19 +33,39 @@ func BenchmarkInfo(b *testing.B) {
 }
 
 // BenchmarkSessionTrue measures a session from Start to the end of its
-// captured output: /bin/true, its record saved at start and at exit.
+// captured output: /bin/true, its record saved at start and at exit. The
+// state dir is on the test's temporary disk and, when /dev/shm exists, on
+// tmpfs, to tell the agent's cost from the file system's.
 func BenchmarkSessionTrue(b *testing.B) {
-	c, _ := benchClient(b)
-	ctx := ctxT(b)
-	for b.Loop() {
-		s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"/bin/true"}})
+	dirs := map[string]string{"disk": b.TempDir()}
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		d, err := os.MkdirTemp("/dev/shm", "octo-bench")
 		if err != nil {
 			b.Fatal(err)
 		}
-		o, err := c.ReadOutput(ctx, agentrpc.OutputRequest{ID: s.ID, Wait: 10 * time.Second})
-		if err != nil || !o.Done {
-			b.Fatalf("ReadOutput = %+v, %v; want done", o, err)
+		b.Cleanup(func() { os.RemoveAll(d) })
+		dirs["tmpfs"] = d
+	}
+	for _, name := range []string{"disk", "tmpfs"} {
+		dir, ok := dirs[name]
+		if !ok {
+			continue
 		}
+		b.Run("state="+name, func(b *testing.B) {
+			sock, _ := agenttest.StartServer(b, agent.Config{StateDir: filepath.Join(dir, "state"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			c := dial(b, sock)
+			ctx := ctxT(b)
+			for b.Loop() {
+				s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"/bin/true"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				o, err := c.ReadOutput(ctx, agentrpc.OutputRequest{ID: s.ID, Wait: 10 * time.Second})
+				if err != nil || !o.Done {
+					b.Fatalf("ReadOutput = %+v, %v; want done", o, err)
+				}
+			}
+		})
 	}
 }
 
