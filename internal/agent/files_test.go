@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -301,5 +302,53 @@ func TestFileSymlinkSwap(t *testing.T) {
 	t.Logf("reads inside: %d, refused as outside: %d", inCount, outCount)
 	if outCount == 0 || inCount == 0 {
 		t.Errorf("reads saw inside %d and outside %d times; the swap did not race", inCount, outCount)
+	}
+}
+
+// TestFilePermission makes the kernel refuse: an immutable file when the
+// tests run as root (root passes mode checks), a read-only directory otherwise.
+func TestFilePermission(t *testing.T) {
+	c, ws := newClient(t)
+	ctx := ctxT(t)
+	dir := filepath.Join(ws, "ro")
+	os.Mkdir(dir, 0o755)
+	locked := filepath.Join(dir, "locked")
+	os.WriteFile(locked, []byte("x"), 0o644)
+	if os.Getuid() == 0 {
+		if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("chattr +i: %v %s (CI=true: not skipping)", err, out)
+			}
+			t.Skipf("permission test as root: needs chattr and a file system with the immutable flag: %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("chattr", "-i", dir).Run() })
+	} else {
+		os.Chmod(dir, 0o555)
+		t.Cleanup(func() { os.Chmod(dir, 0o755) })
+	}
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"write", func() error {
+			_, err := c.Write(ctx, agentrpc.WriteRequest{Path: "ro/new", Data: []byte("y")})
+			return err
+		}},
+		{"replace", func() error {
+			_, err := c.Write(ctx, agentrpc.WriteRequest{Path: "ro/locked", Data: []byte("y")})
+			return err
+		}},
+		{"remove", func() error { return c.Remove(ctx, agentrpc.RemoveRequest{Path: "ro/locked"}) }},
+		{"mkdir", func() error { _, err := c.Mkdir(ctx, agentrpc.MkdirRequest{Path: "ro/d"}); return err }},
+		{"rename", func() error {
+			_, err := c.Rename(ctx, agentrpc.RenameRequest{From: "ro/locked", To: "moved"})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		wantCode(t, tt.name, tt.call(), agentrpc.CodePermission)
+	}
+	if b, _ := os.ReadFile(locked); string(b) != "x" {
+		t.Errorf("locked file holds %q, want %q", b, "x")
 	}
 }
