@@ -58,7 +58,11 @@ func TestServe(t *testing.T) {
 	if got := readNotify(t, notify); got != "READY=1" {
 		t.Fatalf("first sd_notify message %q, want READY=1\n%s", got, logs)
 	}
-	addr := regexp.MustCompile(`name=http addr=(\S+)`).FindStringSubmatch(logs.String())
+	var addr []string
+	for i := 0; i < 500 && addr == nil; i++ { // the log arrives through a pipe
+		addr = regexp.MustCompile(`name=http addr=(\S+)`).FindStringSubmatch(logs.String())
+		time.Sleep(10 * time.Millisecond)
+	}
 	if addr == nil {
 		t.Fatalf("no http listener in the log:\n%s", logs)
 	}
@@ -109,7 +113,7 @@ func TestServe(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("octo serve exited with %v on SIGTERM, want 0\n%s", err, logs)
 	}
-	if !strings.Contains(logs.String(), "method=POST path=/api/v1/sessions status=201") {
+	if !strings.Contains(logs.String(), "method=POST path=/api/v1/sessions status=201") { // Wait has copied all output
 		t.Errorf("no request log line for the POST:\n%s", logs)
 	}
 }
