@@ -32,6 +32,10 @@ func TestFirstRequestStartsControlPlane(t *testing.T) {
 			t.Errorf("after install, %s is %q, want %q", tc.unit, got, tc.want)
 		}
 	}
+	// "systemctl enable --now octo.socket" enabled the API socket too (Also=).
+	if out, err := b.Run(ctx, "systemctl", "is-enabled", "octo.socket", "octo-api.socket"); err != nil || strings.Join(strings.Fields(out), " ") != "enabled enabled" {
+		t.Errorf("is-enabled octo.socket octo-api.socket = %q (%v), want both enabled", out, err)
+	}
 	if out, _ := b.Run(ctx, "systemctl", "list-units", "--no-legend", "--state=active", "octo*.service"); strings.TrimSpace(out) != "" {
 		t.Errorf("before any request, services are running:\n%s", out)
 	}
@@ -96,6 +100,12 @@ func TestFirstCallStartsAgentAsUser(t *testing.T) {
 			owner, err := b.Run(ctx, "stat", "-c", "%U:%G", wantHome+"/made-by-session.txt")
 			if got, want := strings.TrimSpace(owner), user+":"+user; err != nil || got != want {
 				t.Errorf("file written by the session is owned by %q (%v), want %q", got, err, want)
+			}
+			// The Unix socket API knows the caller from the kernel: no token.
+			out, err = b.RunAs(ctx, user, "curl", "-sS", "--unix-socket", "/run/octo/octo.sock", "http://octo/api/v1/status")
+			var ust status
+			if err != nil || json.Unmarshal([]byte(out), &ust) != nil || ust.User != user || fmt.Sprint(ust.Agent.UID) != wantUID {
+				t.Errorf("status over /run/octo/octo.sock as %s = %q (%v), want %s's", user, out, err, user)
 			}
 			// And through the files API, the same file.
 			if r := c.expect("GET", "/api/v1/files/made-by-session.txt", nil, http.StatusOK, nil); string(r.Body) != "written\n" {
