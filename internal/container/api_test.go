@@ -33,14 +33,15 @@ type apiUser struct {
 }
 
 type apiHarness struct {
-	t    *testing.T
-	f    *fixture
-	url  string
-	hc   *http.Client
-	a, b apiUser
+	t     testing.TB
+	f     *fixture
+	store *tokens.Store
+	url   string
+	hc    *http.Client
+	a, b  apiUser
 }
 
-func lookupUser(t *testing.T, name string) backend.User {
+func lookupUser(t testing.TB, name string) backend.User {
 	pu, err := user.Lookup(name)
 	if err != nil {
 		skipOrFail(t, "needs the account "+name+" in /etc/passwd")
@@ -52,7 +53,7 @@ func lookupUser(t *testing.T, name string) backend.User {
 
 // newAPIHarness serves the API in mode (container or auto) with the runtime
 // edited by edit; in auto mode, local holds the local socket_dir.
-func newAPIHarness(t *testing.T, mode string, edit func(*config.Container), local string) *apiHarness {
+func newAPIHarness(t testing.TB, mode string, edit func(*config.Container), local string) *apiHarness {
 	wsRoot := filepath.Join(t.TempDir(), "ws")
 	f := newFixture(t, func(c *config.Container) {
 		c.Workspace = wsRoot + "/{user}"
@@ -65,6 +66,7 @@ func newAPIHarness(t *testing.T, mode string, edit func(*config.Container), loca
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.store = store
 	for i, name := range []string{"nobody", "daemon"} {
 		u := apiUser{User: lookupUser(t, name), ws: filepath.Join(wsRoot, name)}
 		os.MkdirAll(u.ws, 0o755)
@@ -84,20 +86,29 @@ func newAPIHarness(t *testing.T, mode string, edit func(*config.Container), loca
 	if local == "" {
 		local = t.TempDir()
 	}
+	t.Cleanup(h.serve(mode, local))
+	return h
+}
+
+// serve starts a control plane (router, pool, API server) in front of the
+// harness's runtime and returns the function that stops it.
+func (h *apiHarness) serve(mode, local string) (stop func()) {
+	t := h.t
 	router, err := backend.NewRouter(backend.RouterConfig{Mode: mode, Local: config.Local{SocketDir: local},
-		Container: f.sockDir, Runtime: f.rt})
+		Container: h.f.sockDir, Runtime: h.f.rt})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	if _, ok := t.(*testing.B); ok {
+		log = slog.New(slog.DiscardHandler)
+	}
 	pool := backend.NewPool(router, 5*time.Second, log)
-	t.Cleanup(pool.Close)
 	srv := api.New(api.Config{Pool: pool, Users: backend.NewUsers(config.Users{Allow: []string{"nobody", "daemon"}}),
-		Tokens: store, Log: log, Version: "test", MaxBodyBytes: 1 << 20, AgentTimeout: 20 * time.Second})
+		Tokens: h.store, Log: log, Version: "test", MaxBodyBytes: 1 << 20, AgentTimeout: 20 * time.Second})
 	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
 	h.url, h.hc = ts.URL, ts.Client()
-	return h
+	return func() { ts.Close(); pool.Close() }
 }
 
 func (h *apiHarness) do(method, path, tok, body string) (*http.Response, string) {

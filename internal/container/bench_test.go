@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"octo/internal/agentrpc"
+	"octo/internal/config"
 	"octo/internal/dockerapi"
 )
 
@@ -36,6 +37,27 @@ func BenchmarkColdFirstRequest(b *testing.B) {
 		}
 		c.Close()
 	}
+}
+
+// BenchmarkAPIColdFirstRequest times GET /api/v1/status through a fresh
+// control plane (router, pool, HTTP API) for a user with no container yet:
+// authentication, user lookup, Ensure, dial, Agent.Info, JSON reply.
+func BenchmarkAPIColdFirstRequest(b *testing.B) {
+	h := newAPIHarness(b, config.ModeContainer, nil, "")
+	u := h.a
+	stop := func() {}
+	for b.Loop() {
+		b.StopTimer()
+		stop()
+		removeUserContainers(b, h.f.engine, u.User)
+		waitFor(5*time.Second, func() bool { return !h.f.rt.watching(h.f.rt.user(u.Name)) })
+		stop = h.serve(config.ModeContainer, b.TempDir())
+		b.StartTimer()
+		if code, s, body := h.status(u.tok); code != 200 || s.Placement != "container" {
+			b.Fatalf("status = %d %s", code, body)
+		}
+	}
+	stop()
 }
 
 // BenchmarkWarmRequest times a request when the agent already runs: the

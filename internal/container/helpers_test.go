@@ -142,6 +142,9 @@ func newFixture(t testing.TB, edit func(*config.Container)) *fixture {
 func newFixtureCfg(t testing.TB, cfg config.Container) *fixture {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if _, ok := t.(*testing.B); ok {
+		log = slog.New(slog.DiscardHandler) // b.Log would print every line
+	}
 	rt, err := New(cfg, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -40,7 +40,7 @@ func (r *Runtime) watch(st *userState, c *dockerapi.Client, u backend.User, id s
 		if err != nil {
 			// Gone already, or the engine failed us: the container may still
 			// run, and the next Ensure adopts or replaces it.
-			if !errors.Is(err, dockerapi.ErrNotFound) {
+			if !r.gone(c, id) {
 				r.log.Warn("wait for agent container", "user", u.Name, "container", shortID(id), "err", err)
 			}
 			if o != nil {
@@ -64,4 +64,13 @@ func (r *Runtime) watch(st *userState, c *dockerapi.Client, u backend.User, id s
 		}
 		r.log.Info("agent container exited and was removed", "user", u.Name, "container", shortID(id), "status", code)
 	}()
+}
+
+// gone reports whether container id no longer exists (someone removed it;
+// Podman then fails a wait with a message rather than a 404).
+func (r *Runtime) gone(c *dockerapi.Client, id string) bool {
+	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+	defer cancel()
+	_, err := c.ContainerInspect(ctx, id)
+	return errors.Is(err, dockerapi.ErrNotFound)
 }
