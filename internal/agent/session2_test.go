@@ -273,3 +273,29 @@ func TestSessionLimitAndInvalid(t *testing.T) {
 	_, err = c.Stop(ctx, agentrpc.StopRequest{ID: s.ID, Grace: -1})
 	wantCode(t, "negative grace", err, agentrpc.CodeInvalid)
 }
+
+// TestSessionStopLeftovers stops the children an ended session left running.
+func TestSessionStopLeftovers(t *testing.T) {
+	c, _ := newClient(t)
+	ctx := ctxT(t)
+	s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := readAll(t, c, s.ID)
+	child, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	defer unix.Kill(child, unix.SIGKILL)
+	if end := waitEnd(t, c, s.ID); end.State != agentrpc.StateExited || !alive(child) {
+		t.Fatalf("session %+v, child alive %v; want exited with its child running", end, alive(child))
+	}
+	if _, err := c.Stop(ctx, agentrpc.StopRequest{ID: s.ID, Grace: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if alive(child) {
+		t.Errorf("child %d of an ended session still runs after Stop", child)
+	}
+}

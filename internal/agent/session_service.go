@@ -54,7 +54,8 @@ func (ss *SessionService) Get(req *agentrpc.SessionRef, reply *agentrpc.Session)
 }
 
 // Stop sends SIGTERM to the session's process group, SIGKILL after the
-// grace period, and returns the record once the session has ended.
+// grace period, and returns the record once the session and every process
+// left in its group have ended.
 func (ss *SessionService) Stop(req *agentrpc.StopRequest, reply *agentrpc.Session) error {
 	defer ss.c.begin()()
 	ses, err := ss.lookup(req.ID)
@@ -68,7 +69,9 @@ func (ss *SessionService) Stop(req *agentrpc.StopRequest, reply *agentrpc.Sessio
 	case grace == 0:
 		grace = agentrpc.DefaultGrace
 	}
-	if ses.isRunning() {
+	// An ended session may have left children in its process group
+	// (e.g. "cmd &"): Stop ends them too.
+	if ses.groupAlive() {
 		ss.c.s.log.Info("session stopping", "id", req.ID, "caller_uid", ss.c.cred.UID)
 		ses.stop(grace)
 	}
@@ -111,12 +114,15 @@ func (ses *session) kill(sig syscall.Signal) error {
 // groupAlive reports whether the leader still runs or any member of the
 // process group is left.
 func (ses *session) groupAlive() bool {
+	if ses.pgid <= 0 {
+		return false // never started, or started by an earlier agent
+	}
 	select {
 	case <-ses.ended:
 	default:
 		return true
 	}
-	return unix.Kill(-ses.pgid, 0) == nil
+	return groupRunning(ses.pgid)
 }
 
 // Signal sends a signal to the session's process group.

@@ -260,26 +260,6 @@ func rawControl(f *os.File, fn func(fd int) error) error {
 	return ferr
 }
 
-// procStart returns the start time of process pid, in clock ticks since
-// boot, to tell it from a later process that reused the pid.
-func procStart(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name, in parentheses, may hold spaces: skip past it.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// Field 22 of stat is starttime; f[0] is field 3.
-	if len(f) < 20 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return strconv.ParseUint(f[19], 10, 64)
-}
-
 // signalName returns a signal's name without "SIG", or its number.
 func signalName(sig syscall.Signal) string {
 	if n := unix.SignalName(sig); n != "" {
