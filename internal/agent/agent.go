@@ -26,9 +26,9 @@ var Version = "dev"
 const (
 	DefaultMaxSessions = 64
 	DefaultOutputCap   = 8 << 20
-	// MaxKeptSessions bounds the finished session records (and their output)
-	// kept in the state dir; older ones are pruned.
-	MaxKeptSessions = 1000
+	// DefaultKeepSessions is how many finished sessions (records and
+	// output) the state dir keeps; older ones are pruned.
+	DefaultKeepSessions = 1000
 	// shutdownGrace is how long running sessions get between SIGTERM and
 	// SIGKILL when the agent shuts down, and how long in-flight calls may run.
 	shutdownGrace = 3 * time.Second
@@ -48,6 +48,8 @@ type Config struct {
 	Logger      *slog.Logger  // nil = discard
 	// Shell is the SHELL of sessions; "" = /bin/sh.
 	Shell string
+	// KeepSessions is how many finished sessions are kept; 0 = DefaultKeepSessions.
+	KeepSessions int
 }
 
 // Server is one user's agent. Create it with New and serve with Run.
@@ -86,6 +88,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.OutputCap <= 0 {
 		cfg.OutputCap = DefaultOutputCap
+	}
+	if cfg.KeepSessions <= 0 {
+		cfg.KeepSessions = DefaultKeepSessions
 	}
 	if cfg.Shell == "" {
 		cfg.Shell = "/bin/sh"

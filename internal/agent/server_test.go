@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -278,4 +279,44 @@ func TestNewErrors(t *testing.T) {
 			t.Errorf("%s: New succeeded, want an error", tt.name)
 		}
 	}
+}
+
+func TestPruneFinished(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.KeepSessions = 3
+	c, stop := runServer(t, cfg)
+	ctx := ctxT(t)
+	var ids []string
+	for i := range 5 {
+		s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"echo", strconv.Itoa(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitEnd(t, c, s.ID)
+		ids = append(ids, s.ID)
+	}
+	check := func(c *agentrpc.Client, when string) {
+		list, err := c.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range list {
+			got = append(got, s.ID)
+		}
+		if want := ids[2:]; strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: sessions %v, want the newest three %v", when, got, want)
+		}
+		files, _ := os.ReadDir(filepath.Join(cfg.StateDir, "sessions"))
+		if len(files) != 6 {
+			t.Errorf("%s: state dir holds %d files, want 6 (3 records, 3 outputs)", when, len(files))
+		}
+	}
+	check(c, "running")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	c2, stop2 := runServer(t, cfg)
+	defer stop2()
+	check(c2, "after restart")
 }

@@ -152,7 +152,7 @@ func (m *sessions) markLost(ses *session) {
 	m.s.log.Info("session lost", "id", rec.ID, "pid", rec.PID)
 }
 
-// prune removes the oldest finished sessions beyond MaxKeptSessions.
+// prune removes the oldest finished sessions beyond Config.KeepSessions.
 // m.mu must be held.
 func (m *sessions) prune() {
 	finished := 0
@@ -161,10 +161,11 @@ func (m *sessions) prune() {
 			finished++
 		}
 	}
-	if finished <= MaxKeptSessions {
+	keep := m.s.cfg.KeepSessions
+	if finished <= keep {
 		return
 	}
-	drop := finished - MaxKeptSessions
+	drop := finished - keep
 	kept := m.order[:0]
 	for _, ses := range m.order {
 		if drop > 0 && !ses.isRunning() {
