@@ -21,7 +21,9 @@ import (
 
 // The suite boots one box for the whole package run (the first test that
 // needs it boots it) and shares it across the numbered tests, which run in
-// file order and build on each other's state only where a test says so.
+// file order (activation_test.go, then lifecycle_test.go; test 1 must see
+// a box where nothing was requested yet) and build on each other's state only
+// where a test says so.
 var (
 	suiteOnce sync.Once
 	suiteBox  *box.Box
