@@ -36,6 +36,18 @@ func TestEnsureRunsAgentAsUser(t *testing.T) {
 			info.User, info.UID, info.GID, info.Workspace, u.Name, u.UID, u.GID, u.Home)
 	}
 
+	// An init is PID 1, reaping orphans; the agent is its child.
+	if info.PID == 1 {
+		t.Errorf("agent is PID 1 in its container, want the engine's init there")
+	}
+	if got := strings.TrimSpace(run(t, c, "sh", "-c", "sleep 0.2 & echo started")); got != "started" {
+		t.Errorf("orphaning session printed %q", got)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if ps := run(t, c, "ps", "-o", "pid,stat,comm"); strings.Contains(ps, " Z ") {
+		t.Errorf("a zombie is left in the container:\n%s", ps)
+	}
+
 	// The session's process runs as the user, inside the container.
 	if got, want := strings.TrimSpace(run(t, c, "id", "-u")), fmt.Sprint(u.UID); got != want {
 		t.Errorf("id -u in a session = %q, want %q", got, want)

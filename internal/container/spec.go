@@ -49,6 +49,8 @@ func workspace(pattern string, u backend.User) (string, error) {
 	return ws, nil
 }
 
+var initOn = true
+
 // spec is the container that runs u's agent: the agent binary and u's
 // workspace and socket directory mounted, running as u's uid:gid with the
 // configured limits, no capabilities and a read-only root.
@@ -79,6 +81,9 @@ func spec(cfg config.Container, u backend.User, ws, sockDir, sockName string, ct
 		Tmpfs:          map[string]string{"/tmp": "rw,nosuid,nodev,mode=1777"},
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
+		// The engine's init (catatonit, docker-init) is PID 1: it reaps
+		// sessions' orphaned children, which the agent does not wait for.
+		Init: &initOn,
 	}
 	if cfg.PIDs > 0 {
 		pids := cfg.PIDs

@@ -101,6 +101,7 @@ func TestSpec(t *testing.T) {
 		{"PidsLimit", *s.HostConfig.PidsLimit, int64(100)},
 		{"ReadonlyRootfs", s.HostConfig.ReadonlyRootfs, true},
 		{"CapDrop", strings.Join(s.HostConfig.CapDrop, ","), "ALL"},
+		{"Init", s.HostConfig.Init != nil && *s.HostConfig.Init, true},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
