@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,14 +147,15 @@ func (r *Runtime) start(ctx context.Context, c *dockerapi.Client, st *userState,
 	return nil
 }
 
-// checkHost checks what the container mounts from the host.
+// checkHost checks what the container mounts from the host. A path the
+// control plane may not look into (a private home) is left to the engine.
 func (r *Runtime) checkHost(ws string) error {
 	fi, err := os.Stat(r.cfg.AgentBinary)
-	if err != nil || !fi.Mode().IsRegular() {
+	if err == nil && !fi.Mode().IsRegular() || err != nil && !errors.Is(err, fs.ErrPermission) {
 		return unavailable(err, "agent binary %s is missing: install a static octo-agent there (CGO_ENABLED=0 go build ./octo-agent) or set [container] agent_binary", r.cfg.AgentBinary)
 	}
 	fi, err = os.Stat(ws)
-	if err != nil || !fi.IsDir() {
+	if err == nil && !fi.IsDir() || err != nil && !errors.Is(err, fs.ErrPermission) {
 		return unavailable(err, "workspace %s does not exist: create it, owned by its user, or change [container] workspace", ws)
 	}
 	return nil

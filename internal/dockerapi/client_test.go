@@ -265,3 +265,47 @@ func TestImageImportAndRemove(t *testing.T) {
 		t.Errorf("ImageInspect after remove = %v, want ErrNotFound", err)
 	}
 }
+
+// Several labels select containers that carry all of them: the runtime
+// relies on this to never touch another user's container.
+func TestListLabelsAreANDed(t *testing.T) {
+	c, image := testEngine(t)
+	ctx := testCtx(t)
+	l := uniqueLabel(t, c)
+	k, v, _ := strings.Cut(l, "=")
+	ids := map[string]string{}
+	for _, who := range []string{"alice", "bob"} {
+		id, err := c.ContainerCreate(ctx, "", ContainerConfig{Image: image, Cmd: []string{"true"},
+			Labels: map[string]string{k: v, "octo.test.user": who}})
+		if err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		ids[who] = id
+	}
+	tests := []struct {
+		labels []string
+		want   []string
+	}{
+		{[]string{l}, []string{"alice", "bob"}},
+		{[]string{l, "octo.test.user=alice"}, []string{"alice"}},
+		{[]string{l, "octo.test.user=carol"}, nil},
+	}
+	for _, tt := range tests {
+		list, err := c.ContainerList(ctx, tt.labels...)
+		if err != nil {
+			t.Fatalf("ContainerList(%q): %v", tt.labels, err)
+		}
+		got := map[string]bool{}
+		for _, ct := range list {
+			got[ct.ID] = true
+		}
+		if len(got) != len(tt.want) {
+			t.Errorf("ContainerList(%q) = %d containers, want %v", tt.labels, len(got), tt.want)
+		}
+		for _, who := range tt.want {
+			if !got[ids[who]] {
+				t.Errorf("ContainerList(%q) lacks %s's container", tt.labels, who)
+			}
+		}
+	}
+}
