@@ -29,9 +29,10 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("octo-agent ready", "user", cfg.User, "uid", cfg.UID, "workspace", cfg.Workspace,
-		"socket", ln.Addr().String(), "socket_activated", activated, "version", agent.Version)
-	daemon.SdNotify(false, daemon.SdNotifyReady)
+	if activated {
+		log.Debug("listening on the socket systemd passed")
+	}
+	daemon.SdNotify(false, daemon.SdNotifyReady) // Run logs "agent serving" as it starts
 	stopWatchdog := watchdog(log)
 	err = srv.Run(ctx, ln)
 	stopWatchdog()

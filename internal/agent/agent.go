@@ -135,6 +135,8 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 	go func() { acceptErr <- s.acceptLoop(ln, conns) }()
 	s.idle.start()
 	defer s.idle.stop()
+	s.log.Info("agent serving", "user", s.cfg.User, "uid", s.cfg.UID, "workspace", s.cfg.Workspace,
+		"socket", ln.Addr().String(), "sessions", len(s.sess.list()), "version", Version)
 
 	var err error
 	select {

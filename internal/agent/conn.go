@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/rpc"
 	"sync"
 	"time"
 
+	"octo/internal/agentrpc"
 	"octo/internal/peercred"
 )
 
@@ -73,7 +75,7 @@ func isTemporary(err error) bool {
 // serveConn serves net/rpc on c with services bound to the caller's identity.
 func (s *Server) serveConn(c net.Conn, cred peercred.Cred) {
 	srv := rpc.NewServer()
-	caller := &call{s: s, cred: cred}
+	caller := &call{s: s, ctx: peercred.NewContext(context.Background(), cred), cred: cred}
 	// Registration only fails for services without suitable methods: a bug.
 	for name, rcvr := range map[string]any{
 		"Agent":   &AgentService{caller},
@@ -87,16 +89,22 @@ func (s *Server) serveConn(c net.Conn, cred peercred.Cred) {
 	srv.ServeCodec(newServerCodec(c))
 }
 
-// call is what every service method knows: the server and who is calling.
+// call is what every service method knows: the server and the context of
+// the connection, which carries the caller's identity.
 type call struct {
 	s    *Server
-	cred peercred.Cred
+	ctx  context.Context
+	cred peercred.Cred // the identity in ctx
 }
 
-// begin counts a call in flight; the returned func ends it.
-func (c *call) begin() func() {
+// begin checks that the call has a caller's identity and counts it in
+// flight; the returned func ends it. Its error is already encoded.
+func (c *call) begin() (end func(), err error) {
+	if _, ok := peercred.FromContext(c.ctx); !ok {
+		return nil, agentrpc.Encode(errorf(agentrpc.CodePermission, "no caller identity on this connection"))
+	}
 	c.s.inflight.Add(1)
-	return func() { c.s.inflight.Add(-1) }
+	return func() { c.s.inflight.Add(-1) }, nil
 }
 
 // connSet tracks open connections so shutdown can close them.

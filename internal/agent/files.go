@@ -50,7 +50,11 @@ func splitRel(rel string) (dir, name string) {
 
 // Stat describes a path without following a final symlink.
 func (f *FileService) Stat(req *agentrpc.PathRequest, reply *agentrpc.FileInfo) error {
-	defer f.c.begin()()
+	end, err := f.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	rel, err := cleanRel(req.Path)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -94,7 +98,11 @@ func toInfo(st fs.FileInfo) agentrpc.FileInfo {
 
 // List lists a directory, sorted by name.
 func (f *FileService) List(req *agentrpc.PathRequest, reply *agentrpc.DirList) error {
-	defer f.c.begin()()
+	end, err := f.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	rel, err := cleanRel(req.Path)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -135,7 +143,11 @@ func (f *FileService) List(req *agentrpc.PathRequest, reply *agentrpc.DirList) e
 
 // Read reads a chunk of a regular file.
 func (f *FileService) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply) error {
-	defer f.c.begin()()
+	end, err := f.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	rel, err := cleanRel(req.Path)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -178,7 +190,11 @@ func (f *FileService) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply)
 // Write replaces a file atomically: temporary file in the same directory,
 // fsync, rename (or link, for CreateOnly), fsync of the directory.
 func (f *FileService) Write(req *agentrpc.WriteRequest, reply *agentrpc.FileInfo) error {
-	defer f.c.begin()()
+	end, err := f.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	fi, err := f.write(req)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -288,7 +304,11 @@ func syncDir(d *os.Root) {
 
 // Mkdir creates a directory.
 func (f *FileService) Mkdir(req *agentrpc.MkdirRequest, reply *agentrpc.FileInfo) error {
-	defer f.c.begin()()
+	end, err := f.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	rel, err := cleanRel(req.Path)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -318,7 +338,11 @@ func (f *FileService) Mkdir(req *agentrpc.MkdirRequest, reply *agentrpc.FileInfo
 
 // Remove removes a file, symlink or empty directory, or a tree if asked.
 func (f *FileService) Remove(req *agentrpc.RemoveRequest, _ *agentrpc.Empty) error {
-	defer f.c.begin()()
+	end, err := f.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	rel, err := cleanRel(req.Path)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -340,7 +364,11 @@ func (f *FileService) Remove(req *agentrpc.RemoveRequest, _ *agentrpc.Empty) err
 
 // Rename renames a path within the workspace.
 func (f *FileService) Rename(req *agentrpc.RenameRequest, reply *agentrpc.FileInfo) error {
-	defer f.c.begin()()
+	end, err := f.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	from, err := cleanRel(req.From)
 	if err != nil {
 		return agentrpc.Encode(err)

@@ -7,7 +7,11 @@ type AgentService struct{ c *call }
 
 // Info describes the agent and its user.
 func (a *AgentService) Info(_ *agentrpc.Empty, reply *agentrpc.Info) error {
-	defer a.c.begin()()
+	end, err := a.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	*reply = a.c.s.Info()
 	return nil
 }

@@ -26,7 +26,11 @@ func (ss *SessionService) lookup(id string) (*session, error) {
 
 // Start starts a session.
 func (ss *SessionService) Start(req *agentrpc.StartRequest, reply *agentrpc.Session) error {
-	defer ss.c.begin()()
+	end, err := ss.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	rec, err := ss.c.s.sess.start(req, ss.c.cred)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -37,14 +41,22 @@ func (ss *SessionService) Start(req *agentrpc.StartRequest, reply *agentrpc.Sess
 
 // List lists every session, oldest first.
 func (ss *SessionService) List(_ *agentrpc.Empty, reply *agentrpc.SessionList) error {
-	defer ss.c.begin()()
+	end, err := ss.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	reply.Sessions = ss.c.s.sess.list()
 	return nil
 }
 
 // Get returns one session's record.
 func (ss *SessionService) Get(req *agentrpc.SessionRef, reply *agentrpc.Session) error {
-	defer ss.c.begin()()
+	end, err := ss.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	ses, err := ss.lookup(req.ID)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -57,7 +69,11 @@ func (ss *SessionService) Get(req *agentrpc.SessionRef, reply *agentrpc.Session)
 // grace period, and returns the record once the session and every process
 // left in its group have ended.
 func (ss *SessionService) Stop(req *agentrpc.StopRequest, reply *agentrpc.Session) error {
-	defer ss.c.begin()()
+	end, err := ss.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	ses, err := ss.lookup(req.ID)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -127,7 +143,11 @@ func (ses *session) groupAlive() bool {
 
 // Signal sends a signal to the session's process group.
 func (ss *SessionService) Signal(req *agentrpc.SignalRequest, _ *agentrpc.Empty) error {
-	defer ss.c.begin()()
+	end, err := ss.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	ses, err := ss.lookup(req.ID)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -144,7 +164,11 @@ func (ss *SessionService) Signal(req *agentrpc.SignalRequest, _ *agentrpc.Empty)
 
 // Resize changes a tty session's terminal size.
 func (ss *SessionService) Resize(req *agentrpc.ResizeRequest, _ *agentrpc.Empty) error {
-	defer ss.c.begin()()
+	end, err := ss.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	ses, err := ss.lookup(req.ID)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -169,7 +193,11 @@ func (ss *SessionService) Resize(req *agentrpc.ResizeRequest, _ *agentrpc.Empty)
 
 // WriteInput writes to the session's standard input.
 func (ss *SessionService) WriteInput(req *agentrpc.InputRequest, _ *agentrpc.Empty) error {
-	defer ss.c.begin()()
+	end, err := ss.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	ses, err := ss.lookup(req.ID)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -202,7 +230,11 @@ func (ses *session) writeInput(data []byte) error {
 // CloseInput closes the session's standard input; on a tty it sends the
 // end-of-file character instead.
 func (ss *SessionService) CloseInput(req *agentrpc.SessionRef, _ *agentrpc.Empty) error {
-	defer ss.c.begin()()
+	end, err := ss.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	ses, err := ss.lookup(req.ID)
 	if err != nil {
 		return agentrpc.Encode(err)
@@ -222,7 +254,11 @@ func (ss *SessionService) CloseInput(req *agentrpc.SessionRef, _ *agentrpc.Empty
 // ReadOutput reads the session's output from an offset, waiting for more
 // if asked.
 func (ss *SessionService) ReadOutput(req *agentrpc.OutputRequest, reply *agentrpc.Output) error {
-	defer ss.c.begin()()
+	end, err := ss.c.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	ses, err := ss.lookup(req.ID)
 	if err != nil {
 		return agentrpc.Encode(err)
