@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,27 +64,44 @@ func ctxErr(ctx context.Context, u backend.User) error {
 	return timedOut(ctx.Err(), "agent container for %s did not start in time", u.Name)
 }
 
-// adoptOrClear looks for containers labelled for u. A running one whose
-// agent answers is kept (and watched); every other one is removed.
+// adoptOrClear looks for containers labelled for u. The one named for u,
+// if it runs and its agent answers, is kept (and watched); every other one
+// is removed.
 func (r *Runtime) adoptOrClear(ctx context.Context, c *dockerapi.Client, st *userState, u backend.User, sock string) (bool, error) {
 	list, err := c.ContainerList(ctx, LabelManaged+"=1", LabelUser+"="+u.Name)
 	if err != nil {
 		return false, r.engineErr(ctx, c, u, err, "list containers")
 	}
-	kept := false
-	for _, ct := range list {
-		if !kept && ct.State == "running" && ready(ctx, sock, u.UID) == nil {
-			kept = true
-			r.watch(st, c, u, ct.ID, nil)
-			r.log.Info("agent container adopted", "user", u.Name, "container", shortID(ct.ID))
+	var keep *dockerapi.Container
+	for i, ct := range list {
+		if keep == nil && ct.State == "running" && slices.ContainsFunc(ct.Names, func(n string) bool {
+			return strings.TrimPrefix(n, "/") == containerName(u)
+		}) {
+			keep = &list[i]
 			continue
 		}
-		if err := remove(ctx, c, ct.ID); err != nil {
-			return false, r.engineErr(ctx, c, u, err, "remove old container "+shortID(ct.ID))
+		if err := r.removeOld(ctx, c, u, ct.ID, ct.State); err != nil {
+			return false, err
 		}
-		r.log.Info("old agent container removed", "user", u.Name, "container", shortID(ct.ID), "state", ct.State)
 	}
-	return kept, nil
+	if keep == nil {
+		return false, nil
+	}
+	// Checked once the others are gone: one of them might have been serving.
+	if ready(ctx, sock, u.UID) != nil {
+		return false, r.removeOld(ctx, c, u, keep.ID, "not answering")
+	}
+	r.watch(st, c, u, keep.ID, nil)
+	r.log.Info("agent container adopted", "user", u.Name, "container", shortID(keep.ID))
+	return true, nil
+}
+
+func (r *Runtime) removeOld(ctx context.Context, c *dockerapi.Client, u backend.User, id, state string) error {
+	if err := remove(ctx, c, id); err != nil {
+		return r.engineErr(ctx, c, u, err, "remove old container "+shortID(id))
+	}
+	r.log.Info("old agent container removed", "user", u.Name, "container", shortID(id), "state", state)
+	return nil
 }
 
 // remove force-removes a container and returns once it is gone, also when

@@ -207,6 +207,15 @@ func TestLeftoversAreReusedOrReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create leftover: %v", err)
 	}
+	// A running one with the labels but not the name, as a hand-made copy.
+	other, err := f.engine.ContainerCreate(ctx, "", dockerapi.ContainerConfig{Image: img, Cmd: []string{"sleep", "60"},
+		Labels: map[string]string{LabelManaged: "1", LabelUser: u.Name}})
+	if err == nil {
+		err = f.engine.ContainerStart(ctx, other)
+	}
+	if err != nil {
+		t.Fatalf("start labelled copy: %v", err)
+	}
 
 	f2 := newFixtureCfg(t, f.cfg)
 	if err := f2.rt.Ensure(ctx, u, f.sock(u)); err != nil {
@@ -214,7 +223,7 @@ func TestLeftoversAreReusedOrReplaced(t *testing.T) {
 	}
 	list := f.containers(t, u)
 	if len(list) != 1 || list[0].ID != running {
-		t.Errorf("containers = %+v, want only the running leftover %s (dead %s removed)", list, running, dead)
+		t.Errorf("containers = %+v, want only the running leftover %s (dead %s and copy %s removed)", list, running, dead, other)
 	}
 
 	// The adopted container is watched: killing it removes it.
