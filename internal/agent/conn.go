@@ -49,6 +49,7 @@ func (s *Server) acceptLoop(ln net.Listener, conns *connSet) error {
 			uc.SetWriteBuffer(sockBuffer)
 		}
 		if !conns.add(c) {
+			s.log.Warn("connection refused", "reason", "too many open connections or shutting down", "pid", cred.PID, "uid", cred.UID)
 			c.Close()
 			continue
 		}
@@ -119,10 +120,13 @@ func newConnSet() *connSet {
 	return &connSet{conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 }
 
+// maxConns bounds the connections open at once.
+const maxConns = 1024
+
 func (cs *connSet) add(c net.Conn) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if cs.closed {
+	if cs.closed || len(cs.conns) >= maxConns {
 		return false
 	}
 	cs.conns[c] = struct{}{}

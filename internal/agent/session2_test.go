@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -297,5 +298,59 @@ func TestSessionStopLeftovers(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if alive(child) {
 		t.Errorf("child %d of an ended session still runs after Stop", child)
+	}
+}
+
+// TestSessionInputNotRead writes more than a pipe holds to a session that
+// never reads: the call gives up with ErrLimit instead of hanging.
+func TestSessionInputNotRead(t *testing.T) {
+	defer agent.SetInputTimeout(200 * time.Millisecond)()
+	c, _ := newClient(t)
+	ctx := ctxT(t)
+	s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = c.WriteInput(ctx, s.ID, make([]byte, agentrpc.MaxInputSize))
+	wantCode(t, "input nobody reads", err, agentrpc.CodeLimit)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("WriteInput took %v, want about the 200ms input timeout", d)
+	}
+	c.Stop(ctx, agentrpc.StopRequest{ID: s.ID, Grace: time.Second})
+}
+
+// TestSessionRelativeProgram runs a program named relative to the cwd.
+func TestSessionRelativeProgram(t *testing.T) {
+	c, ws := newClient(t)
+	os.MkdirAll(filepath.Join(ws, "bin"), 0o755)
+	os.WriteFile(filepath.Join(ws, "bin", "hello.sh"), []byte("#!/bin/sh\necho hello from $0\n"), 0o755)
+	s, err := c.Start(ctxT(t), agentrpc.StartRequest{Argv: []string{"./hello.sh"}, Cwd: "bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(readAll(t, c, s.ID)); got != "hello from ./hello.sh\n" {
+		t.Errorf("output = %q, want %q", got, "hello from ./hello.sh\n")
+	}
+}
+
+// TestSessionLotsOfOutput pushes 64 MiB through a session with the default
+// cap: the session is never blocked on its output and the newest 8 MiB stay.
+func TestSessionLotsOfOutput(t *testing.T) {
+	c, _ := newClient(t)
+	ctx := ctxT(t)
+	start := time.Now()
+	s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"head", "-c", "67108864", "/dev/zero"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitEnd(t, c, s.ID)
+	t.Logf("64 MiB of output captured in %v", time.Since(start))
+	if code, ok := exitCode(end); !ok || code != 0 || end.OutputSize != 64<<20 {
+		t.Fatalf("session = %+v, want exit 0 and 64 MiB of output", end)
+	}
+	o, err := c.ReadOutput(ctx, agentrpc.OutputRequest{ID: s.ID, Offset: 0, Max: 16})
+	if err != nil || o.Start != 56<<20 || o.Offset != 56<<20 || len(o.Data) != 16 {
+		t.Errorf("read from 0 = offset %d start %d len %d, %v; want the kept range to start at 56 MiB", o.Offset, o.Start, len(o.Data), err)
 	}
 }

@@ -11,8 +11,9 @@ import (
 	"octo/internal/agentrpc"
 )
 
-// inputTimeout bounds how long WriteInput waits for a session to take its input.
-const inputTimeout = 5 * time.Second
+// inputTimeout bounds how long WriteInput waits for a session to take its
+// input. A variable for tests.
+var inputTimeout = 5 * time.Second
 
 // SessionService is the Session net/rpc service: the user's processes.
 type SessionService struct{ c *call }

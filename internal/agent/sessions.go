@@ -40,7 +40,6 @@ type session struct {
 	changed chan struct{} // closed (and replaced) when output arrives or the session ends
 	ended   chan struct{} // closed when the session has ended
 
-	proc   *os.Process
 	pgid   int
 	input  *os.File // write end of stdin, or the pty master; nil once closed
 	pty    *os.File // pty master, for tty sessions

@@ -137,7 +137,7 @@ func (m *sessions) start(req *agentrpc.StartRequest, caller peercred.Cred) (agen
 	ses.rec.PID = cmd.Process.Pid
 	ses.rec.ProcStart, _ = procStart(ses.rec.PID)
 	ses.rec.State = agentrpc.StateRunning
-	ses.proc, ses.pgid = cmd.Process, cmd.Process.Pid
+	ses.pgid = cmd.Process.Pid
 	// Not synced: the record must survive the agent, not the machine (a
 	// power loss ends the session too). The end record is synced.
 	if err := m.save(ses.rec, false); err != nil {
