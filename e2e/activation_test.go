@@ -268,3 +268,35 @@ func containsAny(s string, subs ...string) bool {
 	}
 	return false
 }
+
+// The installed units, checked by the box's running systemd (with the real
+// users, binaries and paths): verify is silent and the exposure scores hold.
+func TestInstalledUnitsUnderSystemd(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	out, err := b.Run(ctx, "systemd-analyze", "verify", "--man=no",
+		"octo.socket", "octo-api.socket", "octo.service", "octo-agent@alice.socket", "octo-agent@dev-ops.service")
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("systemd-analyze verify in the box: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		unit string
+		max  float64
+	}{
+		{"octo.service", 2.0},
+		{"octo-agent@alice.service", 4.5},
+	} {
+		out, _ := b.Run(ctx, "systemd-analyze", "security", "--no-pager", tc.unit)
+		var got float64
+		i := strings.Index(out, "Overall exposure level for "+tc.unit+": ")
+		if i < 0 {
+			t.Errorf("systemd-analyze security %s printed no exposure level:\n%s", tc.unit, out)
+			continue
+		}
+		fmt.Sscanf(out[i+len("Overall exposure level for "+tc.unit+": "):], "%g", &got)
+		t.Logf("%s exposure %.1f under the running systemd (limit %.1f)", tc.unit, got, tc.max)
+		if got <= 0 || got > tc.max {
+			t.Errorf("%s exposure = %.1f, want 0 < x <= %.1f", tc.unit, got, tc.max)
+		}
+	}
+}
