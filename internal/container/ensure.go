@@ -150,7 +150,7 @@ func (r *Runtime) start(ctx context.Context, c *dockerapi.Client, st *userState,
 	}
 	if err := c.ContainerStart(ctx, id); err != nil {
 		err = r.engineErr(ctx, c, u, err, "start container")
-		remove(context.WithoutCancel(ctx), c, id)
+		r.discard(c, id)
 		return err
 	}
 	exited := make(chan int, 1)
@@ -158,11 +158,21 @@ func (r *Runtime) start(ctx context.Context, c *dockerapi.Client, st *userState,
 	r.watch(st, c, u, id, &watchOpts{exited: exited, release: release})
 	defer close(release)
 	if err := r.waitReady(ctx, c, u, id, sock, exited); err != nil {
-		remove(context.WithoutCancel(ctx), c, id)
+		r.discard(c, id)
 		return err
 	}
 	r.log.Info("agent container started", "user", u.Name, "container", shortID(id))
 	return nil
+}
+
+// discard removes a container that failed to start, even when the
+// caller's context has ended.
+func (r *Runtime) discard(c *dockerapi.Client, id string) {
+	ctx, cancel := context.WithTimeout(r.ctx, removeTimeout)
+	defer cancel()
+	if err := remove(ctx, c, id); err != nil {
+		r.log.Warn("remove failed agent container", "container", shortID(id), "err", err)
+	}
 }
 
 // checkHost checks what the container mounts from the host. A path the
