@@ -51,6 +51,15 @@ func TestFileRoutes(t *testing.T) {
 			t.Errorf("Range %s: %d %q", tc.rng, resp.StatusCode, b)
 		}
 	}
+	resp, b = h.do("GET", "/api/v1/files/page.html", tok, nil, "Range", "bytes=6-7")
+	if resp.StatusCode != 206 || string(b) != "hi" {
+		t.Errorf("Range on a small file: %d %q", resp.StatusCode, b)
+	}
+	os.WriteFile(filepath.Join(ws, "empty"), nil, 0o644)
+	resp, b = h.do("GET", "/api/v1/files/empty", tok, nil)
+	if resp.StatusCode != 200 || len(b) != 0 || resp.Header.Get("Content-Length") != "0" {
+		t.Errorf("empty file: %d %q length %q", resp.StatusCode, b, resp.Header.Get("Content-Length"))
+	}
 	resp, _ = h.do("GET", "/api/v1/files/big.bin", tok, nil, "Range", "bytes=9999999-")
 	if resp.StatusCode != 416 {
 		t.Errorf("unsatisfiable range: %d, want 416", resp.StatusCode)
