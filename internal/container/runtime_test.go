@@ -105,6 +105,12 @@ func TestEnsureRunsAgentAsUser(t *testing.T) {
 		}
 	}
 
+	// And the kernel enforces them on the container's cgroup (v1 or v2 paths).
+	limits := run(t, c, "sh", "-c", "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null")
+	if got, want := strings.Fields(limits), []string{fmt.Sprint(256 << 20), "200"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("cgroup memory and pids limits seen in the container = %q, want %q", got, want)
+	}
+
 	// A second Ensure reuses the container.
 	if err := f.rt.Ensure(ctx, u, f.sock(u)); err != nil {
 		t.Fatalf("second Ensure: %v", err)
