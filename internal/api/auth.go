@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os/user"
 	"strconv"
 	"strings"
 
@@ -68,7 +67,7 @@ func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) identify(w http.ResponseWriter, r *http.Request) (Identity, bool) {
 	if cred, ok := peercred.FromContext(r.Context()); ok {
-		name, err := userName(cred.UID)
+		name, err := s.cfg.Users.NameOf(cred.UID)
 		if err != nil {
 			writeError(w, http.StatusForbidden, "forbidden", "uid "+strconv.FormatUint(uint64(cred.UID), 10)+" has no user name")
 			return Identity{}, false
@@ -97,14 +96,6 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (Identity, boo
 		return Identity{}, false
 	}
 	return Identity{Name: tok.User, Admin: tok.Admin, Via: "token " + tok.ID}, true
-}
-
-func userName(uid uint32) (string, error) {
-	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
-	if err != nil {
-		return "", err
-	}
-	return u.Username, nil
 }
 
 // target returns the caller and the user a request acts for: the caller, or

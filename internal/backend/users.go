@@ -51,6 +51,26 @@ func (s *Users) LookupUID(uid uint32) (User, error) {
 	return s.cached("u:"+id, func() (*user.User, error) { return user.LookupId(id) })
 }
 
+// NameOf returns the name of the user with uid, whether or not the policy
+// serves them (an admin on the Unix socket may be unserved root).
+func (s *Users) NameOf(uid uint32) (string, error) {
+	id := strconv.FormatUint(uint64(uid), 10)
+	key := "name:" + id
+	s.mu.Lock()
+	c, ok := s.cache[key]
+	s.mu.Unlock()
+	if ok && time.Since(c.at) < usersCacheTTL {
+		return c.u.Name, c.err
+	}
+	var u User
+	pu, err := user.LookupId(id)
+	if err == nil {
+		u.Name = pu.Username
+	}
+	s.put(key, cachedUser{u, err, time.Now()})
+	return u.Name, err
+}
+
 func (s *Users) cached(key string, lookup func() (*user.User, error)) (User, error) {
 	s.mu.Lock()
 	c, ok := s.cache[key]
@@ -59,10 +79,20 @@ func (s *Users) cached(key string, lookup func() (*user.User, error)) (User, err
 		return c.u, c.err
 	}
 	u, err := s.resolve(lookup)
-	s.mu.Lock()
-	s.cache[key] = cachedUser{u, err, time.Now()}
-	s.mu.Unlock()
+	s.put(key, cachedUser{u, err, time.Now()})
 	return u, err
+}
+
+// maxCached bounds the cache; admins can make it look up any name.
+const maxCached = 4096
+
+func (s *Users) put(key string, c cachedUser) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.cache) >= maxCached {
+		clear(s.cache)
+	}
+	s.cache[key] = c
 }
 
 func (s *Users) resolve(lookup func() (*user.User, error)) (User, error) {
