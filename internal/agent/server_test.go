@@ -296,9 +296,16 @@ func TestPruneFinished(t *testing.T) {
 		ids = append(ids, s.ID)
 	}
 	check := func(c *agentrpc.Client, when string) {
-		list, err := c.Sessions(ctx)
-		if err != nil {
-			t.Fatal(err)
+		// Pruning follows a session's end shortly; wait for it.
+		var list []agentrpc.Session
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			var err error
+			if list, err = c.Sessions(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if len(list) <= 3 || time.Now().After(deadline) {
+				break
+			}
 		}
 		var got []string
 		for _, s := range list {

@@ -148,7 +148,7 @@ func (m *sessions) start(req *agentrpc.StartRequest, caller peercred.Cred) (agen
 	m.wg.Add(1)
 	go ses.copyOutput(copied)
 	go ses.wait(cmd.Wait, copied)
-	m.s.log.Info("session started", "id", id, "pid", ses.rec.PID, "argv0", req.Argv[0], "tty", req.TTY, "caller_uid", caller.UID, "caller_pid", caller.PID)
+	m.s.log.Info("session started", "id", id, "pid", cmd.Process.Pid, "argv0", req.Argv[0], "tty", req.TTY, "caller_uid", caller.UID, "caller_pid", caller.PID)
 	return ses.snapshot(), nil
 }
 
