@@ -121,8 +121,8 @@ func TestSessionRoutes(t *testing.T) {
 	want(t, "input", resp, b, 204, "")
 	resp, b = h.do("POST", "/api/v1/sessions/"+c.ID+"/input?eof=1", tok, strings.NewReader("world"))
 	want(t, "input eof", resp, b, 204, "")
-	if e := h.waitExit(tok, c.ID); e.State != "exited" {
-		t.Errorf("cat after eof: %+v", e)
+	if e := h.waitExit(tok, c.ID); e.State != "exited" || e.ExitCode == nil || *e.ExitCode != 0 {
+		t.Errorf("cat after eof: %+v, want exited with exit_code 0", e)
 	}
 	_, b = h.do("GET", "/api/v1/sessions/"+c.ID+"/output", tok, nil)
 	if string(b) != "hello world" {
@@ -135,7 +135,7 @@ func TestSessionRoutes(t *testing.T) {
 	want(t, "resize", resp, b, 204, "")
 	resp, b = h.do("POST", "/api/v1/sessions/"+tty.ID+"/signal", tok, strings.NewReader(`{"signal":"TERM"}`))
 	want(t, "signal", resp, b, 204, "")
-	if e := h.waitExit(tok, tty.ID); e.Signal != "TERM" {
+	if e := h.waitExit(tok, tty.ID); e.Signal != "TERM" || e.ExitCode != nil {
 		t.Errorf("after signal TERM: %+v", e)
 	}
 	long := h.startSession(tok, `{"command":["sleep","30"]}`)

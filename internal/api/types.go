@@ -67,7 +67,13 @@ type sessionJSON struct {
 }
 
 func sessionOf(s agentrpc.Session) sessionJSON {
-	return sessionJSON{s.ID, s.Name, s.Argv, s.Cwd, s.TTY, s.PID, string(s.State), s.ExitCode,
+	code := s.ExitCode
+	if code == nil && s.State == agentrpc.StateExited && s.Signal == "" {
+		// gob does not send a pointer to a zero value: an exit on its own
+		// without a code is exit code 0.
+		code = new(int)
+	}
+	return sessionJSON{s.ID, s.Name, s.Argv, s.Cwd, s.TTY, s.PID, string(s.State), code,
 		s.Signal, s.Error, s.StartTime, s.EndTime, s.OutputSize}
 }
 
