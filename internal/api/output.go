@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"octo/internal/agentrpc"
@@ -36,7 +37,7 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sse := r.Header.Get("Accept") == "text/event-stream"
+	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 	if !follow && !sse {
 		s.outputOnce(w, r, u, offset)
 		return
