@@ -53,6 +53,20 @@ func TestFirstRequestStartsControlPlane(t *testing.T) {
 	if want := idOf(t, b, "-u", "octo"); uid != want {
 		t.Errorf("octo.service runs as uid %s, want %s (octo)", uid, want)
 	}
+	// Inside octo.service's sandbox, as octo: the container socket dir is
+	// writable (ReadWritePaths=), the rest of the system is read-only even
+	// where file modes would allow it.
+	octoUID, octoGID := idOf(t, b, "-u", "octo"), idOf(t, b, "-g", "octo")
+	inService := func(argv ...string) (string, error) {
+		return b.Run(ctx, append([]string{"nsenter", "-t", unitProp(t, b, "octo.service", "MainPID"), "-m", "-S", octoUID, "-G", octoGID, "--"}, argv...)...)
+	}
+	if out, err := inService("touch", "/run/octo/containers/.probe"); err != nil {
+		t.Errorf("octo cannot write [container] socket_dir /run/octo/containers: %v\n%s", err, out)
+	}
+	b.Run(ctx, "install", "-d", "-m", "1777", "/srv/open-to-all")
+	if out, err := inService("touch", "/srv/open-to-all/octo"); err == nil || !strings.Contains(err.Error(), "Read-only file system") {
+		t.Errorf("octo wrote outside its sandbox's writable paths: %v %s", err, out)
+	}
 	// The tokens root created before the first start are octo's now.
 	out, err := b.Run(ctx, "stat", "-c", "%U %a", "/var/lib/octo/tokens.json")
 	if got, want := strings.TrimSpace(out), "octo 600"; err != nil || got != want {
