@@ -262,3 +262,63 @@ func TestSecurityExposure(t *testing.T) {
 		t.Errorf("basic unit exposure = %.1f, want >= 8 (is the checker reading our files?)", got)
 	}
 }
+
+// TestInstallBuildsBinaries runs the installer the README's way (it builds
+// both programs itself) into a staging root, and runs what it installed.
+func TestInstallBuildsBinaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short mode: builds octo and octo-agent")
+	}
+	need(t, "go")
+	root := t.TempDir()
+	env := []string{"DESTDIR=" + root, "HOME=" + os.Getenv("HOME"), "GOCACHE=" + os.Getenv("GOCACHE"), "GOPATH=" + os.Getenv("GOPATH"), "GOFLAGS=" + os.Getenv("GOFLAGS")}
+	if out, err := install(t, env); err != nil {
+		t.Fatalf("install.sh: %v\n%s", err, out)
+	}
+	for _, b := range []string{"octo", "octo-agent"} {
+		out, err := exec.Command(filepath.Join(root, "usr/local/bin", b), "version").CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) == 0 {
+			t.Errorf("installed %s version: %v %q", b, err, out)
+		}
+	}
+	// The default config it installs is the documented one.
+	got, err := os.ReadFile(filepath.Join(root, "etc/octo/config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("../testdata/config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("installed /etc/octo/config.toml differs from testdata/config.example.toml")
+	}
+}
+
+// TestReinstallKeepsConfig: installing again (an upgrade) replaces units and
+// binaries but never the administrator's /etc/octo/config.toml.
+func TestReinstallKeepsConfig(t *testing.T) {
+	root := t.TempDir()
+	env := []string{"DESTDIR=" + root, "OCTO_BINDIR=" + stubBinaries(t)}
+	if out, err := install(t, env); err != nil {
+		t.Fatalf("install.sh: %v\n%s", err, out)
+	}
+	conf := filepath.Join(root, "etc/octo/config.toml")
+	edited := []byte("[users]\nallow = [\"alice\"]\n")
+	if err := os.WriteFile(conf, edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unit := filepath.Join(root, "etc/systemd/system/octo.service")
+	if err := os.WriteFile(unit, []byte("stale\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := install(t, env); err != nil {
+		t.Fatalf("second install.sh: %v\n%s", err, out)
+	}
+	if got, _ := os.ReadFile(conf); !bytes.Equal(got, edited) {
+		t.Errorf("reinstall changed config.toml to %q, want the edited %q", got, edited)
+	}
+	if got, _ := os.ReadFile(unit); bytes.Equal(got, []byte("stale\n")) {
+		t.Errorf("reinstall left the stale octo.service in place")
+	}
+}
