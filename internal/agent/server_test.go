@@ -327,3 +327,37 @@ func TestPruneFinished(t *testing.T) {
 	defer stop2()
 	check(c2, "after restart")
 }
+
+// TestShutdownDuringStop cancels the agent while a Stop with a long grace
+// waits on a session that ignores SIGTERM: Run still returns promptly and
+// the session is killed.
+func TestShutdownDuringStop(t *testing.T) {
+	c, stop := runServer(t, testConfig(t))
+	ctx := ctxT(t)
+	s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"sh", "-c", `trap "" TERM; echo ready; while :; do sleep 0.05; done`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := c.ReadOutput(ctx, agentrpc.OutputRequest{ID: s.ID, Wait: 10 * time.Second}); err != nil || string(o.Data) != "ready\n" {
+		t.Fatalf("output %q, %v; want ready", o.Data, err)
+	}
+	stopped := make(chan error, 1)
+	go func() {
+		_, err := c.Stop(ctx, agentrpc.StopRequest{ID: s.ID, Grace: 4 * time.Minute})
+		stopped <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second || d < 2*time.Second {
+		t.Errorf("Run took %v to return during a Stop, want the shutdown grace (3s) for a session ignoring SIGTERM", d)
+	}
+	t.Logf("Run returned %v after cancel", time.Since(start))
+	if alive(s.PID) {
+		t.Errorf("session %d survived the agent's shutdown", s.PID)
+		syscall.Kill(-s.PID, syscall.SIGKILL)
+	}
+	<-stopped
+}

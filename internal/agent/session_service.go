@@ -98,18 +98,30 @@ func (ss *SessionService) Stop(req *agentrpc.StopRequest, reply *agentrpc.Sessio
 
 // stop terminates the process group: SIGTERM, then SIGKILL once grace has
 // passed with any member left; it returns when the leader has been reaped.
+//
+// If the agent starts shutting down meanwhile, stop returns at once: the
+// shutdown stops every session within its own, shorter grace.
 func (ses *session) stop(grace time.Duration) {
+	quit := ses.m.s.quit
 	ses.kill(unix.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) && ses.groupAlive() {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if ses.groupAlive() {
-		ses.kill(unix.SIGKILL)
-	}
-	select {
-	case <-ses.ended:
-	case <-time.After(drainWait + 5*time.Second):
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for ses.groupAlive() {
+		select {
+		case <-quit:
+			return
+		case <-t.C:
+			ses.kill(unix.SIGKILL)
+			select {
+			case <-ses.ended:
+			case <-quit:
+			case <-time.After(drainWait + 5*time.Second):
+			}
+			return
+		case <-tick.C:
+		}
 	}
 }
 
