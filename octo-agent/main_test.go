@@ -424,3 +424,51 @@ func TestCrashMarksLost(t *testing.T) {
 		t.Errorf("running session = %+v, want lost, saying its process still runs", s)
 	}
 }
+
+// TestSystemdSocketActivate lets systemd's own tool pass the socket: the
+// first connection starts the agent, which answers on it.
+func TestSystemdSocketActivate(t *testing.T) {
+	tool, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("systemd-socket-activate not found (CI=true: not skipping)")
+		}
+		t.Skip("socket activation through systemd: needs systemd-socket-activate (apt install systemd)")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "agent.sock")
+	cmd := exec.Command(tool, "-l", sock, agentBin, "serve", "--workspace", dir, "--state-dir", filepath.Join(dir, "state"), "--idle-timeout", "300ms")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		<-done
+	}()
+	c := dialAgent(t, sock)
+	info, err := c.Info(ctxT(t))
+	if err != nil {
+		t.Fatalf("Info: %v; stderr:\n%s", err, &stderr)
+	}
+	if info.Workspace != dir {
+		t.Errorf("Info = %+v, want workspace %s", info, dir)
+	}
+	c.Close()
+	select {
+	case err := <-done:
+		done <- err
+		if err != nil {
+			t.Errorf("agent exit = %v, want 0; stderr:\n%s", err, &stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("agent did not exit when idle; stderr:\n%s", &stderr)
+	}
+	if !strings.Contains(stderr.String(), "agent idle, exiting") {
+		t.Errorf("stderr lacks the idle exit:\n%s", &stderr)
+	}
+}
