@@ -188,7 +188,9 @@ func (f *FileService) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply)
 }
 
 // Write replaces a file atomically: temporary file in the same directory,
-// fsync, rename (or link, for CreateOnly), fsync of the directory.
+// fsync, rename (or link, for CreateOnly), fsync of the directory. A
+// replaced file's mode is kept; a symlink at the path is replaced, not
+// followed.
 func (f *FileService) Write(req *agentrpc.WriteRequest, reply *agentrpc.FileInfo) error {
 	end, err := f.c.begin()
 	if err != nil {

@@ -153,12 +153,15 @@ func (ses *session) notify() {
 func (ses *session) copyOutput(done chan<- struct{}) {
 	defer close(done)
 	buf := make([]byte, 32<<10)
+	failing := false
 	for {
 		n, err := ses.output.Read(buf)
 		if n > 0 {
-			if _, werr := ses.out.Write(buf[:n]); werr != nil {
+			// On a write error (a full disk) keep reading, or the process
+			// would block on its output; the bytes are lost.
+			if _, werr := ses.out.Write(buf[:n]); werr != nil && !failing {
+				failing = true
 				ses.m.s.log.Warn("session output not saved", "id", ses.rec.ID, "err", werr)
-				return
 			}
 			ses.mu.Lock()
 			ses.notify()
