@@ -77,3 +77,13 @@ func classify(err error) (agentrpc.Code, string) {
 	}
 	return agentrpc.CodeInternal, err.Error()
 }
+
+// bare strips the path from an error about the agent's own files, so that
+// messages do not show host paths outside the workspace.
+func bare(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -361,3 +361,25 @@ func TestShutdownDuringStop(t *testing.T) {
 	}
 	<-stopped
 }
+
+// TestInternalError removes a finished session's output file behind the
+// agent's back: reading it is the agent's own failure, code internal.
+func TestInternalError(t *testing.T) {
+	cfg := testConfig(t)
+	c, stop := runServer(t, cfg)
+	defer stop()
+	ctx := ctxT(t)
+	s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"echo", "gone"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEnd(t, c, s.ID)
+	if err := os.Remove(filepath.Join(cfg.StateDir, "sessions", s.ID+".out")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ReadOutput(ctx, agentrpc.OutputRequest{ID: s.ID})
+	wantCode(t, "output file removed", err, agentrpc.CodeInternal)
+	if strings.Contains(err.Error(), cfg.StateDir) {
+		t.Errorf("error %q shows the state dir path", err)
+	}
+}

@@ -237,7 +237,7 @@ func (ses *session) writeInput(data []byte) error {
 	case errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.EIO), errors.Is(err, os.ErrClosed):
 		return errorf(agentrpc.CodeInvalid, "session %s no longer reads its input", ses.rec.ID)
 	}
-	return errorf(agentrpc.CodeInternal, "write input of session %s: %v", ses.rec.ID, err)
+	return errorf(agentrpc.CodeInternal, "write input of session %s: %v", ses.rec.ID, bare(err))
 }
 
 // CloseInput closes the session's standard input; on a tty it sends the
@@ -303,7 +303,7 @@ func (ses *session) read(req *agentrpc.OutputRequest, quit <-chan struct{}) (age
 		return agentrpc.Output{}, errorf(agentrpc.CodeInvalid, "read output: offset %d is past the end of the output (%d bytes)", req.Offset, size)
 	}
 	if err != nil {
-		return agentrpc.Output{}, errorf(agentrpc.CodeInternal, "read output of session %s: %v", ses.rec.ID, err)
+		return agentrpc.Output{}, errorf(agentrpc.CodeInternal, "read output of session %s: %v", ses.rec.ID, bare(err))
 	}
 	next := from + int64(len(data))
 	return agentrpc.Output{Data: data, Offset: from, Next: next, Start: start, Size: size, Done: ended && next == size}, nil

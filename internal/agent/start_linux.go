@@ -123,7 +123,7 @@ func (m *sessions) start(req *agentrpc.StartRequest, caller peercred.Cred) (agen
 	ses.out, err = createOutput(m.outputPath(id), m.s.cfg.OutputCap)
 	if err != nil {
 		m.release()
-		return agentrpc.Session{}, errorf(agentrpc.CodeInternal, "start: create output file: %v", err)
+		return agentrpc.Session{}, errorf(agentrpc.CodeInternal, "start: create output file: %v", bare(err))
 	}
 	env := m.s.environ(req, cwd)
 	cmd := &exec.Cmd{Args: req.Argv, Env: env, Dir: fmt.Sprintf("/proc/self/fd/%d", dir.Fd())}
