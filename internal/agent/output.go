@@ -13,6 +13,8 @@ import (
 // cap bytes: absolute offset o lives at outHeader + o%cap.
 const outHeader = 8
 
+var _ io.Writer = (*outputFile)(nil)
+
 // outputFile is a session's output: a ring file keeping the newest cap bytes.
 // Offsets are absolute (bytes since the session started).
 type outputFile struct {

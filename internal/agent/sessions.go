@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -246,5 +245,3 @@ func exitText(s agentrpc.Session) string {
 	}
 	return "unknown"
 }
-
-var _ io.Writer = (*outputFile)(nil)
