@@ -96,6 +96,7 @@ func TestSessionSignal(t *testing.T) {
 	}
 	wantCode(t, "bad signal", c.Signal(ctx, s.ID, "NOPE"), agentrpc.CodeInvalid)
 	wantCode(t, "signal 99", c.Signal(ctx, s.ID, "99"), agentrpc.CodeInvalid)
+	wantCode(t, "resize no tty", c.Resize(ctx, s.ID, 10, 10), agentrpc.CodeInvalid)
 	if err := c.Signal(ctx, s.ID, "int"); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestSessionSignal(t *testing.T) {
 		t.Errorf("after SIGINT: %+v, want signal INT", end)
 	}
 	wantCode(t, "signal ended", c.Signal(ctx, s.ID, "TERM"), agentrpc.CodeInvalid)
-	wantCode(t, "resize no tty", c.Resize(ctx, s.ID, 10, 10), agentrpc.CodeInvalid)
+	wantCode(t, "resize ended", c.Resize(ctx, s.ID, 10, 10), agentrpc.CodeInvalid)
 }
 
 func TestSessionTTY(t *testing.T) {

@@ -186,14 +186,13 @@ func (ss *SessionService) Resize(req *agentrpc.ResizeRequest, _ *agentrpc.Empty)
 	if err != nil {
 		return agentrpc.Encode(err)
 	}
-	if ses.pty == nil {
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "session %s has no tty", req.ID))
-	}
-	if req.Rows == 0 || req.Cols == 0 {
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "resize: rows and cols must be positive"))
-	}
-	if !ses.isRunning() {
+	switch {
+	case !ses.isRunning():
 		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "session %s is not running", req.ID))
+	case ses.pty == nil:
+		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "session %s has no tty; start it with tty to resize it", req.ID))
+	case req.Rows == 0 || req.Cols == 0:
+		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "resize: rows and cols must be positive"))
 	}
 	err = rawControl(ses.pty, func(fd int) error {
 		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: req.Rows, Col: req.Cols})
