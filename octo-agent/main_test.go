@@ -329,7 +329,7 @@ func TestNoPasswdEntry(t *testing.T) {
 	if err == nil || !strings.Contains(q.stderr.String(), "no passwd entry") {
 		t.Errorf("without $USER: %v, stderr %q; want a failure naming the missing passwd entry", err, q.stderr)
 	}
-	r := startAgentAs(t, cred, nil, []string{"HOME=" + home}, "serve", "--user", "flagged", "--socket", filepath.Join(home, "c.sock"))
+	r := startAgentAs(t, cred, nil, []string{"HOME=" + home}, "serve", "--user", "flagged", "--socket", filepath.Join(home, "c.sock"), "--state-dir", filepath.Join(home, "state-c"))
 	if info, err := dialAgent(t, filepath.Join(home, "c.sock")).Info(ctxT(t)); err != nil || info.User != "flagged" {
 		t.Errorf("--user flagged: %+v, %v; stderr:\n%s", info, err, r.stderr)
 	}
@@ -369,5 +369,18 @@ func TestCrashMarksLost(t *testing.T) {
 	}
 	if s := list[1]; s.State != agentrpc.StateLost || !strings.Contains(s.Error, "still runs") || s.EndTime.IsZero() {
 		t.Errorf("running session = %+v, want lost, saying its process still runs", s)
+	}
+}
+
+func TestStateDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	startAgent(t, nil, nil, "serve", "--socket", filepath.Join(dir, "a.sock"), "--workspace", dir, "--state-dir", state)
+	dialAgent(t, filepath.Join(dir, "a.sock")) // the first agent is up
+	q := startAgent(t, nil, nil, "serve", "--socket", filepath.Join(dir, "b.sock"), "--workspace", dir, "--state-dir", state)
+	err := q.wait(t, 10*time.Second)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(q.stderr.String(), "state dir in use by another agent") {
+		t.Errorf("second agent on the state dir: %v, stderr %q; want exit 1 saying it is in use", err, q.stderr)
 	}
 }

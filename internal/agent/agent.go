@@ -61,6 +61,7 @@ type Server struct {
 	allowed map[uint32]bool
 	sess    *sessions
 	idle    *idleTracker
+	lock    *os.File // holds the state dir's lock until Run returns
 	// inflight counts RPC calls being served; quit is closed at shutdown
 	// so that long polls return.
 	inflight atomic.Int64
@@ -109,9 +110,18 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, root: root, start: time.Now(), allowed: allowed, quit: make(chan struct{})}
 	s.idle = newIdleTracker(cfg.IdleTimeout)
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	if s.lock, err = lockStateDir(cfg.StateDir); err != nil {
+		root.Close()
+		return nil, err
+	}
 	s.sess, err = loadSessions(s)
 	if err != nil {
 		root.Close()
+		s.lock.Close()
 		return nil, err
 	}
 	return s, nil
@@ -129,6 +139,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) run(ctx context.Context, ln net.Listener) error {
+	defer s.lock.Close()
 	defer s.root.Close()
 	conns := newConnSet()
 	acceptErr := make(chan error, 1)

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -382,4 +383,19 @@ func TestInternalError(t *testing.T) {
 	if strings.Contains(err.Error(), cfg.StateDir) {
 		t.Errorf("error %q shows the state dir path", err)
 	}
+}
+
+// TestStateDirLocked refuses a second agent on a state dir in use, and
+// allows it once the first has stopped.
+func TestStateDirLocked(t *testing.T) {
+	cfg := testConfig(t)
+	_, stop := runServer(t, cfg)
+	if _, err := agent.New(cfg); !errors.Is(err, agent.ErrStateDirInUse) {
+		t.Errorf("second New on the same state dir = %v, want ErrStateDirInUse", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, stop2 := runServer(t, cfg)
+	stop2()
 }
