@@ -218,7 +218,7 @@ func TestBindRefusals(t *testing.T) {
 		{regular, "not a socket"},
 	}
 	for _, tt := range tests {
-		q := startAgent(t, nil, nil, append(base, "--socket", tt.path)...)
+		q := startAgent(t, nil, nil, "serve", "--workspace", dir, "--state-dir", filepath.Join(dir, "state-probe"), "--socket", tt.path)
 		err := q.wait(t, 10*time.Second)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(q.stderr.String(), tt.want) {
