@@ -97,7 +97,7 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st struct {
-		Caller struct{ User, Via string }
+		Caller    struct{ User, Via string }
 		Placement string
 	}
 	json.NewDecoder(resp.Body).Decode(&st)
