@@ -178,9 +178,11 @@ func (p *Pool) dial(ctx context.Context, u User, ep Endpoint) (*agentrpc.Client,
 
 func dialError(u User, ep Endpoint, timeout time.Duration, err error) error {
 	switch {
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.EAGAIN):
+	case errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: CodeTimeout, Status: http.StatusGatewayTimeout,
 			Message: fmt.Sprintf("connect to %s's agent at %s timed out after %s", u.Name, ep.Socket, timeout), Err: err}
+	case errors.Is(err, syscall.EAGAIN):
+		return unavailable(fmt.Sprintf("%s's agent socket %s has a full connection queue: the agent is overloaded or hung", u.Name, ep.Socket), err)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return unavailable(fmt.Sprintf("%s's agent socket %s refused the connection: nothing listens on it (check: systemctl status octo-agent@%s.socket)", u.Name, ep.Socket, u.Name), err)
 	case errors.Is(err, fs.ErrNotExist):
