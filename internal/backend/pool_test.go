@@ -197,11 +197,12 @@ func TestPoolRefusesForeignSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	for i := 0; ; i++ {
-		if _, err := os.Stat(sock); err == nil {
+	for i := 0; ; i++ { // the file appears at bind(), connections work after listen()
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
 			break
 		}
-		if i > 200 {
+		if i > 500 {
 			t.Fatal("helper did not listen")
 		}
 		time.Sleep(10 * time.Millisecond)
