@@ -30,6 +30,22 @@ func BenchmarkAgentInfoDirect(b *testing.B) {
 	}
 }
 
+// BenchmarkAgentReadDirect is BenchmarkFileGet1K's agent call without the control plane.
+func BenchmarkAgentReadDirect(b *testing.B) {
+	h := newHarness(b)
+	os.WriteFile(filepath.Join(h.wsMe, "1k.bin"), make([]byte, 1024), 0o644)
+	c, err := agentrpc.Dial(context.Background(), "unix", filepath.Join(h.socketDir, "agent-"+h.me+".sock"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	for b.Loop() {
+		if r, err := c.Read(context.Background(), agentrpc.ReadRequest{Path: "1k.bin", Length: firstRead}); err != nil || len(r.Data) != 1024 {
+			b.Fatal(err)
+		}
+	}
+}
+
 func (h *harness) benchGet(b *testing.B, path string, wantLen int) {
 	req, _ := http.NewRequest("GET", h.url+path, nil)
 	req.Header.Set("Authorization", "Bearer "+h.tokMe)
