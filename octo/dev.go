@@ -64,6 +64,7 @@ func devCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer store.Close()
 	secret, _, err := store.Create(me.Name, "octo dev", false)
 	if err != nil {
 		return err

@@ -40,7 +40,7 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer store.Flush()
+	defer store.Close()
 	router, err := newRouter(cfg, log)
 	if err != nil {
 		return err

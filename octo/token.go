@@ -34,6 +34,7 @@ func tokenCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	defer store.Close()
 	switch args[0] {
 	case "create":
 		if len(pos) != 1 {

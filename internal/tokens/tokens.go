@@ -52,6 +52,7 @@ type Store struct {
 	stamp    fileStamp            // of the file as last read or written
 	dirty    map[string]time.Time // token ID -> last use not yet written
 	lastSync time.Time            // last time last-use times were written
+	watch    *watcher             // nil: stat the file on every lookup
 }
 
 // Open returns the store in dir, creating dir (0700) if needed. A missing
@@ -60,7 +61,7 @@ func Open(dir string) (*Store, error) {
 	if err := ensureDir(dir); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, dirty: map[string]time.Time{}, lastSync: time.Now()}
+	s := &Store{dir: dir, dirty: map[string]time.Time{}, lastSync: time.Now(), watch: newWatcher(dir)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.reloadLocked(true); err != nil {
@@ -136,8 +137,11 @@ func (s *Store) Authenticate(secret string) (Token, error) {
 	sum := sha256.Sum256([]byte(secret))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.reloadLocked(false); err != nil {
-		return Token{}, err
+	if s.watch.mayHaveChanged() {
+		if err := s.reloadLocked(false); err != nil {
+			s.watch.invalidate()
+			return Token{}, err
+		}
 	}
 	t, ok := s.byHash[sum]
 	if !ok {
@@ -156,6 +160,13 @@ func (s *Store) Authenticate(secret string) (Token, error) {
 		s.flushLocked()
 	}
 	return *t, nil
+}
+
+// Close flushes pending last-use times and stops watching the file.
+func (s *Store) Close() error {
+	err := s.Flush()
+	s.watch.close()
+	return err
 }
 
 // Flush writes pending last-use times. Call it before exiting.

@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,24 +76,55 @@ func TestFileHoldsOnlyHashes(t *testing.T) {
 	}
 }
 
+// eventually retries check for up to a second: another store's change
+// reaches a running one through an inotify event.
+func eventually(check func() error) error {
+	deadline := time.Now().Add(time.Second)
+	for {
+		err := check()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // A second process (here: a second Store on the same directory, as `octo
 // token create` is to a running server) sees tokens created and revoked by the other.
 func TestTwoStoresSeeEachOther(t *testing.T) {
 	dir := t.TempDir()
 	server, _ := Open(dir)
+	defer server.Close()
+	if server.watch == nil {
+		t.Error("no inotify watch: every authentication will stat the file")
+	}
 	cli, _ := Open(dir)
 	secret, tok, err := cli.Create("carol", "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := server.Authenticate(secret); err != nil {
+	start := time.Now()
+	if err := eventually(func() error { _, err := server.Authenticate(secret); return err }); err != nil {
 		t.Fatalf("server does not see a token created by another store: %v", err)
 	}
 	if _, err := cli.Revoke(tok.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := server.Authenticate(secret); !errors.Is(err, ErrInvalid) {
+	err = eventually(func() error {
+		if _, err := server.Authenticate(secret); !errors.Is(err, ErrInvalid) {
+			return fmt.Errorf("still accepted (%v)", err)
+		}
+		return nil
+	})
+	if err != nil {
 		t.Errorf("server accepts a token revoked by another store: %v", err)
+	}
+	t.Logf("create and revoke seen within %v", time.Since(start))
+	// A file replaced behind the store's back (an editor, a restore) counts too.
+	os.WriteFile(filepath.Join(dir, FileName), []byte(`{"tokens":[]}`), 0o600)
+	secret2, _, _ := cli.Create("dave", "", false)
+	if err := eventually(func() error { _, err := server.Authenticate(secret2); return err }); err != nil {
+		t.Errorf("after the file was rewritten: %v", err)
 	}
 }
 
