@@ -71,16 +71,17 @@ func unconditional(r *http.Request) bool {
 // writeWhole sends a file read in one chunk, with the headers ServeContent
 // would set, without its extra work: the common small-file GET.
 func writeWhole(w http.ResponseWriter, r *http.Request, p string, rr agentrpc.ReadReply) {
-	h := w.Header()
 	ctype := mime.TypeByExtension(path.Ext(p))
 	if ctype == "" {
 		ctype = http.DetectContentType(rr.Data[:min(len(rr.Data), 512)])
 	}
-	h.Set("Content-Type", ctype)
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("Content-Length", strconv.Itoa(len(rr.Data)))
+	// Canonical keys assigned directly: this is the hot path of small files.
+	h := w.Header()
+	h["Content-Type"] = []string{ctype}
+	h["Accept-Ranges"] = []string{"bytes"}
+	h["Content-Length"] = []string{strconv.Itoa(len(rr.Data))}
 	if !rr.Info.ModTime.IsZero() {
-		h.Set("Last-Modified", rr.Info.ModTime.UTC().Format(http.TimeFormat))
+		h["Last-Modified"] = []string{rr.Info.ModTime.UTC().Format(http.TimeFormat)}
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
