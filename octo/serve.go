@@ -56,6 +56,7 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	log.Info("octo serving", "version", version, "mode", cfg.Backend.Mode, "config", configPath(*path))
 	return serveHTTP(ctx, srv, lns, cfg.Server, log)
 }
 

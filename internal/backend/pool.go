@@ -149,6 +149,7 @@ func (p *Pool) release(name string, c *conn, err error) {
 	if errors.Is(err, agentrpc.ErrConnLost) && p.conns[name] == c {
 		delete(p.conns, name)
 		c.client.Close()
+		p.log.Info("agent connection lost", "user", name, "placement", c.ep.Placement, "err", err)
 	}
 }
 
