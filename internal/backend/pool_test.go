@@ -101,7 +101,7 @@ func TestPoolReconnectsAfterAgentExit(t *testing.T) {
 	}
 	stop()                      // the agent exits (as after its idle timeout) ...
 	stop = runAgent(t, u, sock) // ... and socket activation starts a new one
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the client notices the closed connection
 
 	second, _, err := info(ctx, p, u, Repeatable)
 	if err != nil {
@@ -114,7 +114,7 @@ func TestPoolReconnectsAfterAgentExit(t *testing.T) {
 	// connection was noticed before anything was sent.
 	stop()
 	runAgent(t, u, sock)
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the client notices the closed connection
 	var sess agentrpc.Session
 	_, err = p.Do(ctx, u, Once, func(c *agentrpc.Client) (err error) {
 		sess, err = c.Start(ctx, agentrpc.StartRequest{Argv: []string{"true"}})
