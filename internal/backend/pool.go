@@ -43,8 +43,8 @@ type Pool struct {
 	mu      sync.Mutex
 	conns   map[string]*conn       // by user name
 	dialing map[string]*sync.Mutex // by user name: one dial (or container start) at a time
-	stop  chan struct{}
-	once  sync.Once
+	stop    chan struct{}
+	once    sync.Once
 }
 
 type conn struct {

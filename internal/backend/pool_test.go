@@ -99,8 +99,8 @@ func TestPoolReconnectsAfterAgentExit(t *testing.T) {
 	if err != nil || ep.Placement != PlacementSystem || ep.Socket != sock {
 		t.Fatalf("first call: %+v %v", ep, err)
 	}
-	stop()                      // the agent exits (as after its idle timeout) ...
-	stop = runAgent(t, u, sock) // ... and socket activation starts a new one
+	stop()                             // the agent exits (as after its idle timeout) ...
+	stop = runAgent(t, u, sock)        // ... and socket activation starts a new one
 	time.Sleep(200 * time.Millisecond) // the client notices the closed connection
 
 	second, _, err := info(ctx, p, u, Repeatable)
