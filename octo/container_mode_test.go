@@ -86,6 +86,7 @@ func TestAutoModeFallsBackToContainer(t *testing.T) {
 	pool := backend.NewPool(router, cfg.Local.ConnectTimeout.Duration, log)
 	defer pool.Close()
 	store, _ := tokens.Open(t.TempDir())
+	defer store.Close()
 	tok, _, _ := store.Create(nobody.Username, "", false)
 	srv := api.New(api.Config{Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log,
 		AgentTimeout: time.Minute})

@@ -69,6 +69,7 @@ func TestRestartWithoutLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer store.Close()
 	secret, _, _ := store.Create(me.Name, "restart test", false)
 	cfg := writeConfig(t, fmt.Sprintf(`[server]
 listen = ""

@@ -35,6 +35,7 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	store, _ := tokens.Open(state)
+	defer store.Close()
 	secret, _, _ := store.Create(me.Name, "", false)
 	apiSock := filepath.Join(dir, "octo.sock")
 	cfg := writeConfig(t, fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\napi_socket = %q\nstate_dir = %q\n[local]\nsocket_dir = %q\n[users]\nallow = [%q]\n",

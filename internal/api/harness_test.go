@@ -82,6 +82,7 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { h.store.Close() })
 	h.tokMe, _, _ = h.store.Create(h.me, "", false)
 	h.tokOther, _, _ = h.store.Create(h.other, "", false)
 	h.tokAdmin, _, _ = h.store.Create(h.me, "admin", true)

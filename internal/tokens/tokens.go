@@ -65,6 +65,7 @@ func Open(dir string) (*Store, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.reloadLocked(true); err != nil {
+		s.watch.close()
 		return nil, err
 	}
 	return s, nil
@@ -138,7 +139,9 @@ func (s *Store) Authenticate(secret string) (Token, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.watch.mayHaveChanged() {
-		if err := s.reloadLocked(false); err != nil {
+		// With a watch, an event means reread: a file's (inode, mtime, size)
+		// can repeat when writes share a clock tick. Without one, compare them.
+		if err := s.reloadLocked(s.watch != nil); err != nil {
 			s.watch.invalidate()
 			return Token{}, err
 		}
