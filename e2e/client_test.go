@@ -189,10 +189,7 @@ func (c *client) run(argv ...string) string {
 	c.t.Helper()
 	s := c.wait(c.start(argv...).ID)
 	out := c.output(s.ID)
-	// exit_code 0 arrives as no exit_code at all: agentrpc.Session.ExitCode
-	// is a *int, and gob drops a pointer to a zero value. A signal or a
-	// non-zero code still shows.
-	if s.State != "exited" || (s.ExitCode != nil && *s.ExitCode != 0) || s.Signal != "" {
+	if s.State != "exited" || s.ExitCode == nil || *s.ExitCode != 0 || s.Signal != "" {
 		c.t.Fatalf("%s: session %v ended %s (exit %v, error %q), want exit 0; output:\n%s",
 			c.user, argv, s.State, s.ExitCode, s.Error, out)
 	}

@@ -364,7 +364,7 @@ func TestCrashMarksLost(t *testing.T) {
 	if err != nil || len(list) != 2 {
 		t.Fatalf("Sessions = %+v, %v; want 2", list, err)
 	}
-	if s := list[0]; s.State != agentrpc.StateExited || s.ExitCode == nil || *s.ExitCode != 5 {
+	if s := list[0]; s.State != agentrpc.StateExited || s.ExitCode != 5 {
 		t.Errorf("finished session = %+v, want exited 5", s)
 	}
 	if s := list[1]; s.State != agentrpc.StateLost || !strings.Contains(s.Error, "still runs") || s.EndTime.IsZero() {

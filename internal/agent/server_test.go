@@ -206,7 +206,7 @@ func TestPersistAcrossRestart(t *testing.T) {
 	if err != nil || len(list) != 2 {
 		t.Fatalf("Sessions after restart = %+v, %v; want 2", list, err)
 	}
-	if s := list[0]; s.ID != done.ID || s.Name != "first" || s.ExitCode == nil || *s.ExitCode != 3 || s.OutputSize != 10 {
+	if s := list[0]; s.ID != done.ID || s.Name != "first" || s.State != agentrpc.StateExited || s.ExitCode != 3 || s.OutputSize != 10 {
 		t.Errorf("first session after restart = %+v, want exit 3 with 10 bytes of output", s)
 	}
 	if s := list[1]; s.ID != running.ID || s.State != agentrpc.StateExited || s.Signal != "TERM" {

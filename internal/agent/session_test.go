@@ -93,15 +93,10 @@ func mustUser(t *testing.T) string {
 	return name
 }
 
-// exitCode returns a session's exit code. gob does not send a pointer to a
-// zero value, so an exit code of 0 arrives as nil: an exited session with
-// neither code nor signal exited 0.
+// exitCode returns a session's exit code, if it exited on its own.
 func exitCode(s agentrpc.Session) (int, bool) {
-	switch {
-	case s.ExitCode != nil:
-		return *s.ExitCode, true
-	case s.State == agentrpc.StateExited && s.Signal == "":
-		return 0, true
+	if s.State == agentrpc.StateExited && s.Signal == "" {
+		return s.ExitCode, true
 	}
 	return 0, false
 }

@@ -231,8 +231,7 @@ func setExit(rec *record, err error) {
 	case ws.Signaled():
 		rec.Signal = signalName(ws.Signal())
 	default:
-		code := ws.ExitStatus()
-		rec.ExitCode = &code
+		rec.ExitCode = ws.ExitStatus()
 	}
 }
 
@@ -240,8 +239,8 @@ func exitText(s agentrpc.Session) string {
 	if s.Signal != "" {
 		return "signal " + s.Signal
 	}
-	if s.ExitCode != nil {
-		return fmt.Sprint(*s.ExitCode)
+	if s.State == agentrpc.StateExited {
+		return fmt.Sprint(s.ExitCode)
 	}
 	return "unknown"
 }

@@ -92,9 +92,10 @@ type Session struct {
 	TTY   bool
 	PID   int
 	State State
-	// ExitCode is set when the process exited on its own; Signal (e.g. "TERM")
-	// when a signal ended it.
-	ExitCode   *int
+	// ExitCode is the exit status when State is exited and Signal is empty;
+	// Signal (e.g. "TERM") names the signal that ended the process. (Not a
+	// pointer: gob does not send a pointer to zero, so exit 0 would be lost.)
+	ExitCode   int
 	Signal     string
 	Error      string
 	StartTime  time.Time

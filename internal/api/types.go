@@ -67,11 +67,9 @@ type sessionJSON struct {
 }
 
 func sessionOf(s agentrpc.Session) sessionJSON {
-	code := s.ExitCode
-	if code == nil && s.State == agentrpc.StateExited && s.Signal == "" {
-		// gob does not send a pointer to a zero value: an exit on its own
-		// without a code is exit code 0.
-		code = new(int)
+	var code *int
+	if s.State == agentrpc.StateExited && s.Signal == "" {
+		code = &s.ExitCode
 	}
 	return sessionJSON{s.ID, s.Name, s.Argv, s.Cwd, s.TTY, s.PID, string(s.State), code,
 		s.Signal, s.Error, s.StartTime, s.EndTime, s.OutputSize}
