@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/rpc"
+	"sync"
 )
 
 // ErrConnLost matches errors caused by the connection to the agent, not by
@@ -23,7 +24,8 @@ func (e *connError) Is(target error) bool { return target == ErrConnLost }
 // Client is a typed client for one connection to an agent. It is safe for
 // concurrent use; calls are multiplexed over the connection.
 type Client struct {
-	rc *rpc.Client
+	rc    *rpc.Client
+	codec *clientCodec
 }
 
 // Dial connects to the agent listening at address ("unix" network for a socket path).
@@ -38,7 +40,8 @@ func Dial(ctx context.Context, network, address string) (*Client, error) {
 
 // NewClient returns a client using conn, which it owns from then on.
 func NewClient(conn net.Conn) *Client {
-	return &Client{rc: rpc.NewClient(conn)}
+	codec := newClientCodec(conn)
+	return &Client{rc: rpc.NewClientWithCodec(codec), codec: codec}
 }
 
 // Close closes the connection. Calls in flight fail with ErrConnLost.
@@ -49,14 +52,20 @@ func (c *Client) Close() error { return c.rc.Close() }
 // errors match ErrConnLost. If ctx ends first Call returns ctx.Err() at once;
 // the reply, when it arrives, is dropped.
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
-	call := c.rc.Go(method, args, reply, make(chan *rpc.Call, 1))
+	done := donePool.Get().(chan *rpc.Call)
+	c.codec.announce()
+	call := c.rc.Go(method, args, reply, done)
 	select {
 	case <-call.Done:
+		donePool.Put(done) // empty again, and net/rpc no longer holds it
 		return mapErr(call.Error)
 	case <-ctx.Done():
-		return ctx.Err()
+		return ctx.Err() // done is left to the late reply
 	}
 }
+
+// donePool recycles the completion channels of calls that completed.
+var donePool = sync.Pool{New: func() any { return make(chan *rpc.Call, 1) }}
 
 func mapErr(err error) error {
 	if err == nil {
