@@ -52,6 +52,9 @@ func Default() Config {
 			SocketDir:   "/run/octo/containers",
 			Network:     "none",
 			IdleTimeout: Duration{15 * time.Minute},
+			// Bounded by default: one user's fork bomb or leak must not take the host.
+			Memory: 4 << 30,
+			PIDs:   4096,
 		},
 	}
 }
