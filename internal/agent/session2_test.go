@@ -355,3 +355,29 @@ func TestSessionLotsOfOutput(t *testing.T) {
 		t.Errorf("read from 0 = offset %d start %d len %d, %v; want the kept range to start at 56 MiB", o.Offset, o.Start, len(o.Data), err)
 	}
 }
+
+// TestSessionSignalWhileExiting signals sessions as their processes exit, so
+// that some signals find the process already reaped but the session not yet
+// recorded as ended (run with -race: the error path reads the session id
+// while the session's end is being recorded).
+func TestSessionSignalWhileExiting(t *testing.T) {
+	c, _ := newClient(t)
+	ctx := ctxT(t)
+	for i := range 20 {
+		s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"true"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; ; n++ {
+			err := c.Signal(ctx, s.ID, "CONT")
+			if err == nil {
+				continue
+			}
+			wantCode(t, fmt.Sprintf("session %d: signal %d after exit", i, n), err, agentrpc.CodeInvalid)
+			break
+		}
+		if end := waitEnd(t, c, s.ID); end.State != agentrpc.StateExited || end.ExitCode != 0 {
+			t.Errorf("session %d: %+v, want exited with code 0", i, end)
+		}
+	}
+}

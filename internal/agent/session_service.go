@@ -128,14 +128,14 @@ func (ses *session) stop(grace time.Duration) {
 // kill sends sig to the session's process group.
 func (ses *session) kill(sig syscall.Signal) error {
 	if ses.pgid <= 0 {
-		return errorf(agentrpc.CodeInvalid, "session %s has no process", ses.rec.ID)
+		return errorf(agentrpc.CodeInvalid, "session %s has no process", ses.id)
 	}
 	err := unix.Kill(-ses.pgid, sig)
 	if err == unix.ESRCH {
-		return errorf(agentrpc.CodeInvalid, "session %s is not running", ses.rec.ID)
+		return errorf(agentrpc.CodeInvalid, "session %s is not running", ses.id)
 	}
 	if err != nil {
-		return errorf(agentrpc.CodeInternal, "signal session %s: %v", ses.rec.ID, err)
+		return errorf(agentrpc.CodeInternal, "signal session %s: %v", ses.id, err)
 	}
 	return nil
 }
@@ -224,7 +224,7 @@ func (ses *session) writeInput(data []byte) error {
 	ses.inMu.Lock()
 	defer ses.inMu.Unlock()
 	if ses.input == nil {
-		return errorf(agentrpc.CodeInvalid, "session %s is not running or its input is closed", ses.rec.ID)
+		return errorf(agentrpc.CodeInvalid, "session %s is not running or its input is closed", ses.id)
 	}
 	ses.input.SetWriteDeadline(time.Now().Add(inputTimeout))
 	_, err := ses.input.Write(data)
@@ -232,11 +232,11 @@ func (ses *session) writeInput(data []byte) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return errorf(agentrpc.CodeLimit, "session %s did not read its input within %v; try again later", ses.rec.ID, inputTimeout)
+		return errorf(agentrpc.CodeLimit, "session %s did not read its input within %v; try again later", ses.id, inputTimeout)
 	case errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.EIO), errors.Is(err, os.ErrClosed):
-		return errorf(agentrpc.CodeInvalid, "session %s no longer reads its input", ses.rec.ID)
+		return errorf(agentrpc.CodeInvalid, "session %s no longer reads its input", ses.id)
 	}
-	return errorf(agentrpc.CodeInternal, "write input of session %s: %v", ses.rec.ID, bare(err))
+	return errorf(agentrpc.CodeInternal, "write input of session %s: %v", ses.id, bare(err))
 }
 
 // CloseInput closes the session's standard input; on a tty it sends the
@@ -302,7 +302,7 @@ func (ses *session) read(req *agentrpc.OutputRequest, quit <-chan struct{}) (age
 		return agentrpc.Output{}, errorf(agentrpc.CodeInvalid, "read output: offset %d is past the end of the output (%d bytes)", req.Offset, size)
 	}
 	if err != nil {
-		return agentrpc.Output{}, errorf(agentrpc.CodeInternal, "read output of session %s: %v", ses.rec.ID, bare(err))
+		return agentrpc.Output{}, errorf(agentrpc.CodeInternal, "read output of session %s: %v", ses.id, bare(err))
 	}
 	next := from + int64(len(data))
 	return agentrpc.Output{Data: data, Offset: from, Next: next, Start: start, Size: size, Done: ended && next == size}, nil

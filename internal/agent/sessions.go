@@ -29,9 +29,12 @@ type sessions struct {
 	wg       sync.WaitGroup // session goroutines
 }
 
-// session is one process the user runs, and its record.
+// session is one process the user runs, and its record. rec is written
+// under mu while the session runs (wait records its end), so code that does
+// not hold mu uses id, and reads the rest of rec with snapshot.
 type session struct {
 	m   *sessions
+	id  string // rec.ID, never changed: read it without mu
 	out *outputFile
 
 	mu      sync.Mutex
@@ -56,7 +59,7 @@ func loadSessions(s *Server) (*sessions, error) {
 		return nil, err
 	}
 	for _, ses := range loaded {
-		m.byID[ses.rec.ID] = ses
+		m.byID[ses.id] = ses
 	}
 	m.order = loaded
 	m.prune()
@@ -120,7 +123,7 @@ func (m *sessions) release() {
 func (m *sessions) add(ses *session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.byID[ses.rec.ID] = ses
+	m.byID[ses.id] = ses
 	m.order = append(m.order, ses)
 	m.prune()
 }
@@ -160,7 +163,7 @@ func (ses *session) copyOutput(done chan<- struct{}) {
 			// would block on its output; the bytes are lost.
 			if _, werr := ses.out.Write(buf[:n]); werr != nil && !failing {
 				failing = true
-				ses.m.s.log.Warn("session output not saved", "id", ses.rec.ID, "err", werr)
+				ses.m.s.log.Warn("session output not saved", "id", ses.id, "err", werr)
 			}
 			ses.mu.Lock()
 			ses.notify()

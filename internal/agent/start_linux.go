@@ -115,7 +115,7 @@ func (m *sessions) start(req *agentrpc.StartRequest, caller peercred.Cred) (agen
 		return agentrpc.Session{}, err
 	}
 	id := newID()
-	ses := &session{m: m, changed: make(chan struct{}), ended: make(chan struct{})}
+	ses := &session{m: m, id: id, changed: make(chan struct{}), ended: make(chan struct{})}
 	ses.rec = record{
 		Session:   agentrpc.Session{ID: id, Name: req.Name, Argv: append([]string(nil), req.Argv...), Cwd: cwd, TTY: req.TTY, StartTime: time.Now()},
 		OutputCap: m.s.cfg.OutputCap,

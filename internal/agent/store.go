@@ -114,7 +114,7 @@ func (m *sessions) loadRecords() ([]*session, error) {
 			continue
 		}
 		have[id] = true
-		ses := &session{m: m, rec: rec, changed: make(chan struct{}), ended: make(chan struct{})}
+		ses := &session{m: m, id: id, rec: rec, changed: make(chan struct{}), ended: make(chan struct{})}
 		close(ses.ended)
 		ses.out = openOutput(m.outputPath(id), rec.OutputCap)
 		ses.rec.OutputSize = ses.out.Size()
@@ -170,8 +170,8 @@ func (m *sessions) prune() {
 	for _, ses := range m.order {
 		if drop > 0 && !ses.isRunning() {
 			drop--
-			delete(m.byID, ses.rec.ID)
-			m.remove(ses.rec.ID)
+			delete(m.byID, ses.id)
+			m.remove(ses.id)
 			continue
 		}
 		kept = append(kept, ses)
