@@ -136,7 +136,7 @@ func (r *Runtime) start(ctx context.Context, c *dockerapi.Client, st *userState,
 	if err != nil {
 		return unavailable(nil, "%s", err.Error())
 	}
-	if err := r.checkHost(ws); err != nil {
+	if err := r.checkHost(ws, u); err != nil {
 		return err
 	}
 	dir := filepath.Dir(sock)
@@ -177,7 +177,7 @@ func (r *Runtime) discard(c *dockerapi.Client, id string) {
 
 // checkHost checks what the container mounts from the host. A path the
 // control plane may not look into (a private home) is left to the engine.
-func (r *Runtime) checkHost(ws string) error {
+func (r *Runtime) checkHost(ws string, u backend.User) error {
 	fi, err := os.Stat(r.cfg.AgentBinary)
 	if err == nil && !fi.Mode().IsRegular() || err != nil && !errors.Is(err, fs.ErrPermission) {
 		return unavailable(err, "agent binary %s is missing: install a static octo-agent there (CGO_ENABLED=0 go build ./octo-agent) or set [container] agent_binary", r.cfg.AgentBinary)
@@ -185,6 +185,10 @@ func (r *Runtime) checkHost(ws string) error {
 	fi, err = os.Stat(ws)
 	if err == nil && !fi.IsDir() || err != nil && !errors.Is(err, fs.ErrPermission) {
 		return unavailable(err, "workspace %s does not exist: create it, owned by its user, or change [container] workspace", ws)
+	}
+	if err := checkStateDir(ws, u.UID, u.GID); err != nil {
+		return unavailable(err, "refusing to start %s's agent: the path to its state dir %s must be writable by the user alone (chown %d, chmod go-w)",
+			u.Name, stateDir(ws), u.UID)
 	}
 	return nil
 }

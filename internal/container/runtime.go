@@ -30,7 +30,6 @@ const (
 const (
 	agentPath    = "/usr/local/bin/octo-agent" // agent_binary is mounted here, read-only
 	sockDirInCtr = "/run/octo-agent"           // the user's socket directory is mounted here
-	stateSubdir  = "state"                     // agent state, beside the socket
 )
 
 // Timeouts of the runtime's own steps; a caller's shorter deadline wins.

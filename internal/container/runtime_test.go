@@ -266,12 +266,16 @@ func TestSocketDirIsCleaned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := fi.Mode()&(os.ModePerm|os.ModeSticky), os.ModeSticky|0o733; got != want {
-		t.Errorf("socket dir mode = %v, want %v", got, want)
+	if got, want := fi.Mode()&(os.ModePerm|os.ModeSticky), os.FileMode(0o770); got != want {
+		t.Errorf("socket dir mode = %v, want %v (0700 and the user's ACL entry)", got, want)
 	}
-	fi, err = os.Stat(filepath.Join(dir, stateSubdir))
-	if err != nil || fi.Sys().(*syscall.Stat_t).Uid != u.UID {
-		t.Errorf("state dir: %v, want a directory owned by %d", err, u.UID)
+	// The agent keeps its state in the workspace, not beside its socket.
+	lock := filepath.Join(u.Home, ".local", "state", "octo-agent-container", "lock")
+	if fi, err := os.Lstat(lock); err != nil || !fi.Mode().IsRegular() || fi.Sys().(*syscall.Stat_t).Uid != u.UID {
+		t.Errorf("state lock %s: %v, want a file owned by %d", lock, err, u.UID)
+	}
+	if names, _ := os.ReadDir(dir); len(names) != 1 || names[0].Name() != "agent.sock" {
+		t.Errorf("socket dir holds %v, want the socket alone", names)
 	}
 }
 

@@ -49,6 +49,17 @@ func workspace(pattern string, u backend.User) (string, error) {
 	return ws, nil
 }
 
+// stateDir is where u's agent keeps its state (session records and
+// output): <workspace>/.local/state/octo-agent-container, inside the
+// workspace the container mounts at the same path, which only the user may
+// write (checkStateDir). Not the socket directory, which the control plane
+// owns; not the local agent's ~/.local/state/octo-agent, whose lock a local
+// agent of the same user may hold and whose process ids mean nothing in a
+// container's pid namespace.
+func stateDir(ws string) string {
+	return filepath.Join(ws, ".local", "state", "octo-agent-container")
+}
+
 var initOn = true
 
 // spec is the container that runs u's agent: the agent binary and u's
@@ -60,7 +71,7 @@ func spec(cfg config.Container, u backend.User, ws, sockDir, sockName string, ct
 		"--socket", sockDirInCtr + "/" + sockName,
 		"--socket-mode", "0666",
 		"--workspace", ws,
-		"--state-dir", sockDirInCtr + "/" + stateSubdir,
+		"--state-dir", stateDir(ws),
 		"--user", u.Name,
 		"--home", u.Home,
 		"--allow-user", strconv.FormatUint(uint64(ctlUID), 10),

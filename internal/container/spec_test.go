@@ -87,7 +87,7 @@ func TestSpec(t *testing.T) {
 		{"--socket", flags["--socket"], "/run/octo-agent/agent.sock"},
 		{"--socket-mode", flags["--socket-mode"], "0666"},
 		{"--workspace", flags["--workspace"], "/home/alice"},
-		{"--state-dir", flags["--state-dir"], "/run/octo-agent/state"},
+		{"--state-dir", flags["--state-dir"], "/home/alice/.local/state/octo-agent-container"},
 		{"--user", flags["--user"], "alice"},
 		{"--home", flags["--home"], "/home/alice"},
 		{"--allow-user", flags["--allow-user"], "999"},
