@@ -19,11 +19,11 @@ import (
 	"octo/internal/agentrpc"
 )
 
-// The suite boots one box for the whole package run (the first test that
-// needs it boots it) and shares it across the numbered tests, which run in
-// file order (activation_test.go, then lifecycle_test.go; test 1 must see
-// a box where nothing was requested yet) and build on each other's state only
-// where a test says so.
+// The suite boots one box for each run of the package's tests (the first
+// test that needs it boots it; -count=N runs them N times) and shares it
+// across the numbered tests, which run in file order (activation_test.go,
+// then lifecycle_test.go; test 1 must see a box where nothing was requested
+// yet) and build on each other's state only where a test says so.
 var (
 	suiteOnce sync.Once
 	suiteBox  *box.Box
@@ -31,6 +31,10 @@ var (
 	skipWhy   string // the machine cannot run boxes: every test skips
 	shareDir  string
 	tokens    = map[string]string{} // user -> bearer token
+	// usedBy holds, by name, the tests that used the current box. A name
+	// seen again from another test means the suite runs again (go test
+	// -count=N): that run gets a fresh box, as the first did.
+	usedBy = map[string]*testing.T{}
 )
 
 // Users made inside the box (never on the host).
@@ -61,6 +65,14 @@ func TestMain(m *testing.M) {
 // when CI=true) if this machine cannot run one.
 func setup(t testing.TB) *box.Box {
 	t.Helper()
+	if tt, ok := t.(*testing.T); ok { // benchmarks call setup once per round
+		if prev := usedBy[t.Name()]; prev != nil && prev != tt {
+			if err := resetSuite(); err != nil {
+				t.Fatalf("e2e: tear down the previous run's box: %v", err)
+			}
+		}
+		usedBy[t.Name()] = tt
+	}
 	suiteOnce.Do(func() {
 		if err := box.Check(); err != nil {
 			skipWhy = err.Error()
@@ -78,6 +90,21 @@ func setup(t testing.TB) *box.Box {
 		t.Fatalf("e2e setup: %v", suiteErr)
 	}
 	return suiteBox
+}
+
+// resetSuite tears down the box, so that the next setup boots a new one.
+func resetSuite() error {
+	var err error
+	if suiteBox != nil {
+		err = suiteBox.Close()
+	}
+	if shareDir != "" {
+		os.RemoveAll(shareDir)
+	}
+	suiteOnce, suiteBox, suiteErr, skipWhy, shareDir = sync.Once{}, nil, nil, "", ""
+	tokens = map[string]string{}
+	clear(usedBy)
+	return err
 }
 
 func bootSuite() (*box.Box, error) {
