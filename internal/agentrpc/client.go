@@ -53,7 +53,6 @@ func (c *Client) Close() error { return c.rc.Close() }
 // the reply, when it arrives, is dropped.
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
 	done := donePool.Get().(chan *rpc.Call)
-	c.codec.announce()
 	call := c.rc.Go(method, args, reply, done)
 	select {
 	case <-call.Done:
