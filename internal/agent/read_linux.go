@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"weak"
+
+	"golang.org/x/sys/unix"
+
+	"octo/internal/agentrpc"
+)
+
+// The fast path of File.Read opens with openat2(2) and RESOLVE_BENEATH
+// below a descriptor of the workspace: the kernel refuses any resolution
+// that leaves it (.., absolute or escaping symlinks, magic links), as
+// os.Root does, in one system call and without an *os.File (which costs a
+// poller registration that fails for regular files, a finalizer and
+// allocations). Any failure falls back to os.Root, so that errors keep one
+// wording and the fast path never decides a refusal.
+
+// noOpenat2 is set once openat2 turned out not to exist (Linux < 5.6).
+var noOpenat2 atomic.Bool
+
+// workspaceDirs holds, for each workspace os.Root, a descriptor of the same
+// directory. Weak keys: an entry goes when its root is garbage.
+var workspaceDirs sync.Map // weak.Pointer[os.Root] -> *workspaceDir
+
+type workspaceDir struct {
+	once sync.Once
+	f    *os.File // nil if it could not be opened
+}
+
+// workspaceFD returns a descriptor of r's directory.
+func workspaceFD(r *os.Root) (int, bool) {
+	key := weak.Make(r)
+	v, ok := workspaceDirs.Load(key)
+	if !ok {
+		v, ok = workspaceDirs.LoadOrStore(key, &workspaceDir{})
+		if !ok {
+			d := v.(*workspaceDir)
+			runtime.AddCleanup(r, func(key weak.Pointer[os.Root]) {
+				workspaceDirs.Delete(key)
+				if d.f != nil {
+					d.f.Close()
+				}
+			}, key)
+		}
+	}
+	d := v.(*workspaceDir)
+	d.once.Do(func() {
+		if f, err := r.Open("."); err == nil {
+			d.f = f
+		}
+	})
+	if d.f == nil {
+		return 0, false
+	}
+	return int(d.f.Fd()), true
+}
+
+// readFast reads up to n bytes at off of the regular file rel (cleaned,
+// workspace-relative). ok is false when the caller must use os.Root instead:
+// on any error, including a path the kernel refused or not a regular file.
+func readFast(r *os.Root, rel string, off int64, n int) (data []byte, info agentrpc.FileInfo, ok bool) {
+	if noOpenat2.Load() {
+		return nil, info, false
+	}
+	dirfd, ok := workspaceFD(r)
+	if !ok {
+		return nil, info, false
+	}
+	how := unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY, // O_NONBLOCK: a FIFO must not hang the call
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	fd, err := unix.Openat2(dirfd, rel, &how)
+	for errors.Is(err, unix.EINTR) {
+		fd, err = unix.Openat2(dirfd, rel, &how)
+	}
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			noOpenat2.Store(true)
+		}
+		return nil, info, false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, info, false
+	}
+	buf := getChunk(int(min(int64(n), max(st.Size-off, 0))))
+	got := 0
+	for got < len(buf) {
+		m, err := unix.Pread(fd, buf[got:], off+int64(got))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			putChunk(buf)
+			return nil, info, false
+		}
+		if m == 0 {
+			break // the file shrank
+		}
+		got += m
+	}
+	info = agentrpc.FileInfo{Name: path.Base(rel), Type: agentrpc.TypeFile, Size: st.Size,
+		Mode: fs.FileMode(st.Mode & 0o777), ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec)}
+	return buf[:got], info, true
+}
