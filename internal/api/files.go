@@ -48,11 +48,11 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
 		s.agentError(w, r, err)
 		return
 	}
-	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if first.EOF && int64(len(first.Data)) == first.Info.Size && unconditional(r) {
 		writeWhole(w, r, p, first)
 		return
 	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	f := &agentFile{s: s, r: r, u: u, path: p, size: first.Info.Size, buf: first.Data}
 	http.ServeContent(plainWriter{w}, r, path.Base("/"+p), first.Info.ModTime, f)
 }
@@ -75,13 +75,19 @@ func writeWhole(w http.ResponseWriter, r *http.Request, p string, rr agentrpc.Re
 	if ctype == "" {
 		ctype = http.DetectContentType(rr.Data[:min(len(rr.Data), 512)])
 	}
-	// Canonical keys assigned directly: this is the hot path of small files.
+	// Canonical keys assigned directly, their values in one allocation:
+	// this is the hot path of small files.
+	v := make([]string, 5)
+	v[0], v[1], v[2], v[3] = "nosniff", ctype, "bytes", strconv.Itoa(len(rr.Data))
 	h := w.Header()
-	h["Content-Type"] = []string{ctype}
-	h["Accept-Ranges"] = []string{"bytes"}
-	h["Content-Length"] = []string{strconv.Itoa(len(rr.Data))}
+	h["X-Content-Type-Options"] = v[0:1:1]
+	h["Content-Type"] = v[1:2:2]
+	h["Accept-Ranges"] = v[2:3:3]
+	h["Content-Length"] = v[3:4:4]
 	if !rr.Info.ModTime.IsZero() {
-		h["Last-Modified"] = []string{rr.Info.ModTime.UTC().Format(http.TimeFormat)}
+		var b [len(http.TimeFormat)]byte
+		v[4] = string(rr.Info.ModTime.UTC().AppendFormat(b[:0], http.TimeFormat))
+		h["Last-Modified"] = v[4:5:5]
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
