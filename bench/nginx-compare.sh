@@ -7,6 +7,9 @@
 # Usage: bench/nginx-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]  (default 5s 32 5)
 # The two servers are measured alternately, ROUNDS times each; the ratio of
 # the medians is reported (a shared machine is noisy: look at every round).
+# Each round also shows each server's CPU time per request (nginx: its
+# workers; octo: the one dev process, agent included), which other load on
+# the machine disturbs less than requests/s.
 set -euo pipefail
 dur=${1:-5s}
 conns=${2:-32}
@@ -57,13 +60,24 @@ cmp <(curl -fs "http://127.0.0.1:$nport/1k.bin") "$tmp/www/1k.bin"
 cmp <(curl -fs -H "Authorization: Bearer $token" "http://127.0.0.1:$oport/api/v1/files/1k.bin") "$tmp/www/1k.bin"
 
 rps() { awk '/Requests\/sec/ {print $2}'; }
+# CPU time (clock ticks) used so far by the given processes: on a shared,
+# noisy machine the servers' CPU per request is steadier than requests/s.
+ticks() { local s=0 p; for p in "$@"; do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$s"; }
+hz=$(getconf CLK_TCK)
+npids=$(pgrep -P "$(cat "$tmp/nginx.pid")" | tr '\n' ' ')
+opid=${pids[0]}
 echo "wrk -t2 -c$conns -d$dur, $rounds rounds, $(nproc) CPUs, 1 KiB file"
 ns=() os=()
 for r in $(seq "$rounds"); do
+	t0=$(ticks $npids)
 	n=$(wrk -t2 -c"$conns" -d"$dur" "http://127.0.0.1:$nport/1k.bin" | rps)
+	t1=$(ticks $npids)
+	u0=$(ticks "$opid")
 	o=$(wrk -t2 -c"$conns" -d"$dur" -H "Authorization: Bearer $token" "http://127.0.0.1:$oport/api/v1/files/1k.bin" | rps)
+	u1=$(ticks "$opid")
 	ns+=("$n") os+=("$o")
-	awk -v r="$r" -v n="$n" -v o="$o" 'BEGIN { printf "round %d: nginx %8.0f req/s  octo %8.0f req/s  ratio %.2f\n", r, n, o, o/n }'
+	awk -v r="$r" -v n="$n" -v o="$o" -v nt=$((t1 - t0)) -v ot=$((u1 - u0)) -v hz="$hz" -v d="${dur%s}" \
+		'BEGIN { printf "round %d: nginx %8.0f req/s %5.1f us CPU/req  octo %8.0f req/s %5.1f us CPU/req  ratio %.2f\n", r, n, nt/hz/(n*d)*1e6, o, ot/hz/(o*d)*1e6, o/n }'
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 nm=$(median "${ns[@]}") om=$(median "${os[@]}")
