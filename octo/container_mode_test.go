@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"octo/internal/api"
 	"octo/internal/backend"
 	"octo/internal/config"
@@ -48,6 +50,7 @@ func TestAutoModeFallsBackToContainer(t *testing.T) {
 	if err != nil {
 		skipOrFail(t, "needs the user nobody")
 	}
+	lockEngineUsers(t)
 	agentBin := os.Getenv("OCTO_TEST_AGENT_BINARY")
 	if agentBin == "" {
 		agentBin = filepath.Join(t.TempDir(), "octo-agent")
@@ -138,4 +141,22 @@ func TestAutoModeFallsBackToContainer(t *testing.T) {
 	if strings.TrimSpace(string(out)) != "65534" {
 		t.Errorf("id -u in the container printed %q, want 65534", out)
 	}
+}
+
+// lockEngineUsers takes, until the test ends, the lock that serialises tests
+// running agent containers for the machine's real users (nobody, daemon) on
+// the shared test engine. A container's name and label come from its user,
+// so two such tests at once (go test runs packages in parallel) remove each
+// other's containers. The same file is locked by internal/container's API tests (helpers_test.go).
+func lockEngineUsers(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "octo-test-engine-users.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatalf("open the engine users lock: %v", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("lock the engine users lock: %v", err)
+	}
+	t.Cleanup(func() { f.Close() }) // registered first: released after the containers are removed
 }

@@ -54,6 +54,7 @@ func lookupUser(t testing.TB, name string) backend.User {
 // newAPIHarness serves the API in mode (container or auto) with the runtime
 // edited by edit; in auto mode, local holds the local socket_dir.
 func newAPIHarness(t testing.TB, mode string, edit func(*config.Container), local string) *apiHarness {
+	lockEngineUsers(t)
 	wsRoot := filepath.Join(t.TempDir(), "ws")
 	f := newFixture(t, func(c *config.Container) {
 		c.Workspace = wsRoot + "/{user}"

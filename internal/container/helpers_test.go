@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"octo/internal/agentrpc"
 	"octo/internal/backend"
 	"octo/internal/config"
@@ -39,6 +41,46 @@ func engineEnv(t testing.TB) (sock, image string) {
 		skipOrFail(t, "needs root: the test chowns workspaces to a test uid and runs a rootful engine")
 	}
 	return sock, image
+}
+
+// lockEngineUsers takes, until the test ends, the lock that serialises tests
+// running agent containers for the machine's real users (nobody, daemon) on
+// the shared test engine. A container's name and label come from its user,
+// so two such tests at once (go test runs packages in parallel) remove each
+// other's containers. The same file is locked by octo/container_mode_test.go.
+// Within this test binary the lock is shared (a test may make two harnesses;
+// the package's tests do not run in parallel).
+func lockEngineUsers(t testing.TB) {
+	t.Helper()
+	engineUsers.mu.Lock()
+	defer engineUsers.mu.Unlock()
+	if engineUsers.n == 0 {
+		f, err := os.OpenFile(filepath.Join(os.TempDir(), "octo-test-engine-users.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatalf("open the engine users lock: %v", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			t.Fatalf("lock the engine users lock: %v", err)
+		}
+		engineUsers.f = f
+	}
+	engineUsers.n++
+	// Registered first: released after the test's containers are removed.
+	t.Cleanup(func() {
+		engineUsers.mu.Lock()
+		defer engineUsers.mu.Unlock()
+		if engineUsers.n--; engineUsers.n == 0 {
+			engineUsers.f.Close()
+			engineUsers.f = nil
+		}
+	})
+}
+
+var engineUsers struct {
+	mu sync.Mutex
+	n  int      // holders in this process
+	f  *os.File // the locked file while n > 0
 }
 
 var (
