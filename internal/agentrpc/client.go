@@ -49,8 +49,9 @@ func (c *Client) Close() error { return c.rc.Close() }
 
 // Call invokes method with args and fills reply. Protocol errors come back as
 // *Error (match with errors.Is against ErrNotFound and the rest), transport
-// errors match ErrConnLost. If ctx ends first Call returns ctx.Err() at once;
-// the reply, when it arrives, is dropped.
+// errors match ErrConnLost. If ctx ends first Call returns ctx.Err() at
+// once, and net/rpc may still decode the late reply into reply: the caller
+// must not read reply after an error (the typed methods return zero values).
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
 	done := donePool.Get().(chan *rpc.Call)
 	call := c.rc.Go(method, args, reply, done)
@@ -87,36 +88,46 @@ func mapErr(err error) error {
 // Info returns the agent's description of itself.
 func (c *Client) Info(ctx context.Context) (Info, error) {
 	var r Info
-	err := c.Call(ctx, MethodInfo, &Empty{}, &r)
-	return r, err
+	if err := c.Call(ctx, MethodInfo, &Empty{}, &r); err != nil {
+		return Info{}, err
+	}
+	return r, nil
 }
 
 // Start starts a session.
 func (c *Client) Start(ctx context.Context, req StartRequest) (Session, error) {
 	var r Session
-	err := c.Call(ctx, MethodSessionStart, &req, &r)
-	return r, err
+	if err := c.Call(ctx, MethodSessionStart, &req, &r); err != nil {
+		return Session{}, err
+	}
+	return r, nil
 }
 
 // Sessions lists all sessions the agent knows, oldest first.
 func (c *Client) Sessions(ctx context.Context) ([]Session, error) {
 	var r SessionList
-	err := c.Call(ctx, MethodSessionList, &Empty{}, &r)
-	return r.Sessions, err
+	if err := c.Call(ctx, MethodSessionList, &Empty{}, &r); err != nil {
+		return nil, err
+	}
+	return r.Sessions, nil
 }
 
 // Session returns one session's record.
 func (c *Client) Session(ctx context.Context, id string) (Session, error) {
 	var r Session
-	err := c.Call(ctx, MethodSessionGet, &SessionRef{ID: id}, &r)
-	return r, err
+	if err := c.Call(ctx, MethodSessionGet, &SessionRef{ID: id}, &r); err != nil {
+		return Session{}, err
+	}
+	return r, nil
 }
 
 // Stop stops a session and returns its record once it has ended.
 func (c *Client) Stop(ctx context.Context, req StopRequest) (Session, error) {
 	var r Session
-	err := c.Call(ctx, MethodSessionStop, &req, &r)
-	return r, err
+	if err := c.Call(ctx, MethodSessionStop, &req, &r); err != nil {
+		return Session{}, err
+	}
+	return r, nil
 }
 
 // Signal sends a signal to a session's process group.
@@ -142,43 +153,55 @@ func (c *Client) CloseInput(ctx context.Context, id string) error {
 // ReadOutput reads a chunk of a session's output.
 func (c *Client) ReadOutput(ctx context.Context, req OutputRequest) (Output, error) {
 	var r Output
-	err := c.Call(ctx, MethodSessionOutput, &req, &r)
-	return r, err
+	if err := c.Call(ctx, MethodSessionOutput, &req, &r); err != nil {
+		return Output{}, err
+	}
+	return r, nil
 }
 
 // Stat describes a path in the workspace, without following a final symlink.
 func (c *Client) Stat(ctx context.Context, path string) (FileInfo, error) {
 	var r FileInfo
-	err := c.Call(ctx, MethodFileStat, &PathRequest{Path: path}, &r)
-	return r, err
+	if err := c.Call(ctx, MethodFileStat, &PathRequest{Path: path}, &r); err != nil {
+		return FileInfo{}, err
+	}
+	return r, nil
 }
 
 // List lists a directory in the workspace.
 func (c *Client) List(ctx context.Context, path string) ([]FileInfo, error) {
 	var r DirList
-	err := c.Call(ctx, MethodFileList, &PathRequest{Path: path}, &r)
-	return r.Entries, err
+	if err := c.Call(ctx, MethodFileList, &PathRequest{Path: path}, &r); err != nil {
+		return nil, err
+	}
+	return r.Entries, nil
 }
 
 // Read reads a chunk of a file in the workspace.
 func (c *Client) Read(ctx context.Context, req ReadRequest) (ReadReply, error) {
 	var r ReadReply
-	err := c.Call(ctx, MethodFileRead, &req, &r)
-	return r, err
+	if err := c.Call(ctx, MethodFileRead, &req, &r); err != nil {
+		return ReadReply{}, err
+	}
+	return r, nil
 }
 
 // Write replaces a file in the workspace atomically.
 func (c *Client) Write(ctx context.Context, req WriteRequest) (FileInfo, error) {
 	var r FileInfo
-	err := c.Call(ctx, MethodFileWrite, &req, &r)
-	return r, err
+	if err := c.Call(ctx, MethodFileWrite, &req, &r); err != nil {
+		return FileInfo{}, err
+	}
+	return r, nil
 }
 
 // Mkdir creates a directory in the workspace.
 func (c *Client) Mkdir(ctx context.Context, req MkdirRequest) (FileInfo, error) {
 	var r FileInfo
-	err := c.Call(ctx, MethodFileMkdir, &req, &r)
-	return r, err
+	if err := c.Call(ctx, MethodFileMkdir, &req, &r); err != nil {
+		return FileInfo{}, err
+	}
+	return r, nil
 }
 
 // Remove removes a path in the workspace.
@@ -189,6 +212,8 @@ func (c *Client) Remove(ctx context.Context, req RemoveRequest) error {
 // Rename renames a path within the workspace.
 func (c *Client) Rename(ctx context.Context, req RenameRequest) (FileInfo, error) {
 	var r FileInfo
-	err := c.Call(ctx, MethodFileRename, &req, &r)
-	return r, err
+	if err := c.Call(ctx, MethodFileRename, &req, &r); err != nil {
+		return FileInfo{}, err
+	}
+	return r, nil
 }

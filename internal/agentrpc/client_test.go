@@ -1,0 +1,61 @@
+package agentrpc_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/rpc"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"octo/internal/agentrpc"
+)
+
+// File serves File.Read for the typed client, answering at once.
+type File struct{}
+
+func (File) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply) error {
+	reply.Data = make([]byte, req.Length)
+	reply.Info.Name = req.Path
+	return nil
+}
+
+func serve(t *testing.T, services map[string]any) string {
+	t.Helper()
+	srv := rpc.NewServer()
+	for name, svc := range services {
+		if err := srv.RegisterName(name, svc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "a.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go srv.Accept(ln)
+	return ln.Addr().String()
+}
+
+// When ctx ends first, typed methods return the zero value and never read
+// the reply that net/rpc may still be decoding: go test -race catches a read
+// of the reply racing with the client's reader goroutine writing it. Each
+// call has its own client, so that no later call orders the two accesses.
+func TestTypedCallCanceledReturnsZero(t *testing.T) {
+	sock := serve(t, map[string]any{"File": File{}})
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 20 {
+		c, err := agentrpc.Dial(context.Background(), "unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.Read(canceled, agentrpc.ReadRequest{Path: "f", Length: 4096})
+		if err != nil && (!errors.Is(err, context.Canceled) || r.Data != nil || r.Info.Name != "") {
+			t.Fatalf("call %d: got %d bytes, name %q, err %v; want the zero value with context.Canceled", i, len(r.Data), r.Info.Name, err)
+		}
+		time.Sleep(20 * time.Millisecond) // the late reply is decoded meanwhile
+		c.Close()
+	}
+}
