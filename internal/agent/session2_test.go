@@ -363,7 +363,7 @@ func TestSessionLotsOfOutput(t *testing.T) {
 func TestSessionSignalWhileExiting(t *testing.T) {
 	c, _ := newClient(t)
 	ctx := ctxT(t)
-	for i := range 20 {
+	for i := range 200 {
 		s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"true"}})
 		if err != nil {
 			t.Fatal(err)
