@@ -49,15 +49,21 @@ func (c *Client) Close() error { return c.rc.Close() }
 
 // Call invokes method with args and fills reply. Protocol errors come back as
 // *Error (match with errors.Is against ErrNotFound and the rest), transport
-// errors match ErrConnLost. If ctx ends first Call returns ctx.Err() at
-// once, and net/rpc may still decode the late reply into reply: the caller
-// must not read reply after an error (the typed methods return zero values).
+// errors match ErrConnLost, a reply over MaxReplySize ErrBadReply. If ctx
+// ends first Call returns ctx.Err() at once, and net/rpc may still decode the
+// late reply into reply: the caller must not read reply after an error (the
+// typed methods return zero values then).
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
 	done := donePool.Get().(chan *rpc.Call)
 	call := c.rc.Go(method, args, reply, done)
 	select {
 	case <-call.Done:
 		donePool.Put(done) // empty again, and net/rpc no longer holds it
+		if call.Error != nil && !errors.Is(call.Error, rpc.ErrShutdown) {
+			if err := c.codec.replyErr(); err != nil {
+				return err
+			}
+		}
 		return mapErr(call.Error)
 	case <-ctx.Done():
 		return ctx.Err() // done is left to the late reply

@@ -12,6 +12,15 @@ import (
 	"octo/internal/agentrpc"
 )
 
+// Hostile is a net/rpc service standing in for an agent that misbehaves.
+type Hostile struct{}
+
+// Big replies with n bytes of data.
+func (Hostile) Big(n *int, reply *agentrpc.ReadReply) error {
+	reply.Data = make([]byte, *n)
+	return nil
+}
+
 // File serves File.Read for the typed client, answering at once.
 type File struct{}
 
@@ -36,6 +45,34 @@ func serve(t *testing.T, services map[string]any) string {
 	t.Cleanup(func() { ln.Close() })
 	go srv.Accept(ln)
 	return ln.Addr().String()
+}
+
+// A reply over MaxReplySize fails with ErrBadReply and closes the
+// connection (later calls fail with ErrConnLost); one under it is decoded.
+func TestClientRefusesHugeReply(t *testing.T) {
+	sock := serve(t, map[string]any{"Hostile": Hostile{}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := agentrpc.Dial(ctx, "unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	ok := agentrpc.MaxReadChunk
+	var r agentrpc.ReadReply
+	if err := c.Call(ctx, "Hostile.Big", &ok, &r); err != nil || len(r.Data) != ok {
+		t.Fatalf("reply of %d bytes: len %d, err %v; want it decoded", ok, len(r.Data), err)
+	}
+	huge := agentrpc.MaxReplySize + 1
+	err = c.Call(ctx, "Hostile.Big", &huge, &agentrpc.ReadReply{})
+	if !errors.Is(err, agentrpc.ErrBadReply) {
+		t.Fatalf("reply of %d bytes: err = %v, want ErrBadReply", huge, err)
+	}
+	err = c.Call(ctx, "Hostile.Big", &ok, &agentrpc.ReadReply{})
+	if !errors.Is(err, agentrpc.ErrConnLost) {
+		t.Fatalf("call after a refused reply: err = %v, want ErrConnLost (connection closed)", err)
+	}
 }
 
 // When ctx ends first, typed methods return the zero value and never read

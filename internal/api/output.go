@@ -85,8 +85,28 @@ func (s *Server) readOutput(ctx context.Context, u backend.User, id string, offs
 		out, err = c.ReadOutput(ctx, agentrpc.OutputRequest{ID: id, Offset: offset, Wait: wait})
 		return err
 	})
+	if err == nil {
+		err = checkOutput(out, offset)
+	}
 	return out, err
 }
+
+// checkOutput refuses a chunk that breaks the protocol (a broken or
+// hostile agent): a stream relaying it could loop forever or go backwards.
+func checkOutput(out agentrpc.Output, offset int64) error {
+	if out.Offset < offset || out.Next != out.Offset+int64(len(out.Data)) || len(out.Data) > agentrpc.MaxReadChunk {
+		return &backend.Error{Code: backend.CodeFailed, Status: http.StatusBadGateway,
+			Message: fmt.Sprintf("the agent sent an inconsistent output chunk (%d bytes from offset %d, next %d, for a read at %d)", len(out.Data), out.Offset, out.Next, offset)}
+	}
+	return nil
+}
+
+// Backoff between long polls that came back early with nothing: an agent
+// should wait for output, but the stream must not spin when it does not.
+const (
+	minIdleBackoff = 50 * time.Millisecond
+	maxIdleBackoff = 2 * time.Second
+)
 
 func (s *Server) outputOnce(w http.ResponseWriter, r *http.Request, u backend.User, offset int64) {
 	out, err := s.readOutput(r.Context(), u, r.PathValue("id"), offset, 0)
@@ -168,6 +188,7 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, u backend.Use
 // next offset. idle is called when a long poll ended without output.
 func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, send func(agentrpc.Output) error, idle func() error) (int64, bool) {
 	out := first
+	var backoff time.Duration
 	for {
 		if len(out.Data) > 0 {
 			if err := send(out); err != nil {
@@ -179,6 +200,7 @@ func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, 
 		}
 		next := out.Next
 		var err error
+		start := time.Now()
 		out, err = s.readOutput(r.Context(), u, r.PathValue("id"), next, followWait)
 		if err != nil {
 			if r.Context().Err() == nil {
@@ -186,9 +208,21 @@ func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, 
 			}
 			return next, false
 		}
-		if len(out.Data) == 0 && !out.Done {
-			if err := idle(); err != nil {
+		if len(out.Data) > 0 || out.Done {
+			backoff = 0
+			continue
+		}
+		if err := idle(); err != nil {
+			return next, false
+		}
+		if time.Since(start) < followWait/2 { // nothing, and no waiting for it
+			backoff = min(max(2*backoff, minIdleBackoff), maxIdleBackoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-r.Context().Done():
+				t.Stop()
 				return next, false
+			case <-t.C:
 			}
 		}
 	}

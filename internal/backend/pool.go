@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/rpc"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -38,7 +37,6 @@ type Pool struct {
 	connectTimeout time.Duration
 	idleClose      time.Duration
 	log            *slog.Logger
-	self           uint32 // the control plane's uid
 
 	mu      sync.Mutex
 	conns   map[string]*conn       // by user name
@@ -57,7 +55,7 @@ type conn struct {
 // NewPool returns a pool dialing through router. Close stops it.
 func NewPool(router *Router, connectTimeout time.Duration, log *slog.Logger) *Pool {
 	p := &Pool{router: router, connectTimeout: connectTimeout, idleClose: DefaultIdleClose,
-		log: log, self: uint32(os.Getuid()), conns: map[string]*conn{}, dialing: map[string]*sync.Mutex{}, stop: make(chan struct{})}
+		log: log, conns: map[string]*conn{}, dialing: map[string]*sync.Mutex{}, stop: make(chan struct{})}
 	go p.janitor()
 	return p
 }
@@ -83,6 +81,9 @@ func (p *Pool) Do(ctx context.Context, u User, safety Safety, fn func(*agentrpc.
 		case errors.Is(err, context.DeadlineExceeded):
 			return c.ep, &Error{Code: CodeTimeout, Status: http.StatusGatewayTimeout,
 				Message: fmt.Sprintf("%s's agent did not answer in time", u.Name), Err: err}
+		case errors.Is(err, agentrpc.ErrBadReply):
+			return c.ep, &Error{Code: CodeFailed, Status: http.StatusBadGateway,
+				Message: fmt.Sprintf("%s's agent sent a reply over %d bytes; the connection was closed", u.Name, agentrpc.MaxReplySize), Err: err}
 		case !errors.Is(err, agentrpc.ErrConnLost):
 			return c.ep, err
 		}
@@ -146,17 +147,18 @@ func (p *Pool) release(name string, c *conn, err error) {
 	defer p.mu.Unlock()
 	c.inflight--
 	c.lastUse = time.Now()
-	if errors.Is(err, agentrpc.ErrConnLost) && p.conns[name] == c {
+	if (errors.Is(err, agentrpc.ErrConnLost) || errors.Is(err, agentrpc.ErrBadReply)) && p.conns[name] == c {
 		delete(p.conns, name)
 		c.client.Close()
 		p.log.Info("agent connection lost", "user", name, "placement", c.ep.Placement, "err", err)
 	}
 }
 
-// dial connects to ep and checks, with SO_PEERCRED, that the socket was
-// created by root (systemd), by u, or by the control plane itself (octo dev's
-// in-process agent): a socket planted by anyone else never receives u's
-// requests.
+// dial connects to ep and checks, with SO_PEERCRED, that whoever called
+// listen() on the socket is who that placement's agent must be (ownerUID): a
+// socket planted by anyone else never receives u's requests, and u cannot
+// stand in for the system agent, whose replies the control plane trusts
+// more than those of an agent u controls.
 func (p *Pool) dial(ctx context.Context, u User, ep Endpoint) (*agentrpc.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, p.connectTimeout)
 	defer cancel()
@@ -170,11 +172,26 @@ func (p *Pool) dial(ctx context.Context, u User, ep Endpoint) (*agentrpc.Client,
 		nc.Close()
 		return nil, unavailable("check agent socket "+ep.Socket, err)
 	}
-	if cred.UID != 0 && cred.UID != u.UID && cred.UID != p.self {
+	if want := p.ownerUID(ep.Placement, u); cred.UID != want {
 		nc.Close()
-		return nil, unavailable(fmt.Sprintf("agent socket %s owned by uid %d, want %d, 0 or %d; refusing it", ep.Socket, cred.UID, u.UID, p.self), nil)
+		return nil, unavailable(fmt.Sprintf("agent socket %s owned by uid %d, want %d for the %s placement; refusing it", ep.Socket, cred.UID, want, ep.Placement), nil)
 	}
 	return agentrpc.NewClient(nc), nil
+}
+
+// ownerUID is the uid that must hold the listening socket of u's agent at
+// placement pl: root for the system agent (systemd's PID 1 listens on
+// octo-agent@USER.socket, and only root can create sockets in /run/octo),
+// u for an agent u runs (systemd --user or in a container), and the
+// invoking user for octo dev's in-process agent.
+func (p *Pool) ownerUID(pl Placement, u User) uint32 {
+	switch pl {
+	case PlacementSystem:
+		return 0
+	case PlacementDev:
+		return p.router.cfg.DevUID
+	}
+	return u.UID
 }
 
 func dialError(u User, ep Endpoint, timeout time.Duration, err error) error {

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/rpc"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -165,7 +167,10 @@ func TestPoolDialErrors(t *testing.T) {
 	}
 }
 
-// A socket created by another user is never used, whoever's agent it claims to be.
+// A socket is used only when the uid that listens on it is the one its
+// placement requires: root for the system agent, the user for a user agent.
+// A user serving a fake agent is refused as the system agent, and nobody
+// else is accepted for anyone.
 func TestPoolRefusesForeignSocket(t *testing.T) {
 	if os.Getuid() != 0 {
 		skip(t, "TestPoolRefusesForeignSocket: needs root to start a listener as uid 65534")
@@ -188,30 +193,130 @@ func TestPoolRefusesForeignSocket(t *testing.T) {
 	sockDir := filepath.Join(base, "s")
 	os.Mkdir(sockDir, 0o777)
 	os.Chmod(sockDir, 0o777)
-	victim := User{Name: "victim", UID: 4242, GID: 4242}
-	sock := filepath.Join(sockDir, "agent-victim.sock")
+	listenAs65534(t, helper, filepath.Join(sockDir, "agent-victim.sock"))
+	listenAs65534(t, helper, filepath.Join(sockDir, "agent-nobody.sock"))
+	listenAs65534(t, helper, filepath.Join(sockDir, "user-65534.sock"))
+	// uid 4242's user socket leads to uid 65534's listener.
+	if err := os.Symlink("user-65534.sock", filepath.Join(sockDir, "user-4242.sock")); err != nil {
+		t.Fatal(err)
+	}
+
+	system := localPool(t, sockDir)
+	r, err := NewRouter(RouterConfig{Mode: config.ModeLocal, Local: config.Local{SocketDir: filepath.Join(base, "none"),
+		UserSocket: filepath.Join(sockDir, "user-{uid}.sock")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := NewPool(r, time.Second, quiet)
+	defer user.Close()
+	nobody := User{Name: "nobody", UID: 65534, GID: 65534}
+	for _, tc := range []struct {
+		name    string
+		pool    *Pool
+		u       User
+		refused string // "": accepted
+	}{
+		{"another user's socket as the system agent", system, User{Name: "victim", UID: 4242, GID: 4242}, "owned by uid 65534, want 0 for the system placement"},
+		{"the user's own socket as the system agent", system, nobody, "owned by uid 65534, want 0 for the system placement"},
+		{"another user's socket as a user agent", user, User{Name: "victim", UID: 4242, GID: 4242}, "owned by uid 65534, want 4242 for the user placement"},
+		{"the user's own socket as the user agent", user, nobody, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, _, err := info(ctx, tc.pool, tc.u, Repeatable)
+			var be *Error
+			if !errors.As(err, &be) {
+				t.Fatalf("err = %v, want a *backend.Error", err)
+			}
+			if tc.refused == "" {
+				// Accepted: the helper never answers, so the call times out.
+				if be.Code != CodeTimeout {
+					t.Errorf("err = %v, want the socket accepted (then %s, as the helper does not answer)", err, CodeTimeout)
+				}
+				return
+			}
+			if be.Code != CodeUnavailable || !strings.Contains(err.Error(), tc.refused) {
+				t.Errorf("err = %v, want %s containing %q", err, CodeUnavailable, tc.refused)
+			}
+		})
+	}
+}
+
+// listenAs65534 runs the test binary as uid 65534 listening on sock.
+func listenAs65534(t *testing.T, helper, sock string) {
+	t.Helper()
 	cmd := exec.Command(helper)
 	cmd.Env = append(os.Environ(), "OCTO_TEST_LISTEN="+sock)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	for i := 0; ; i++ { // the file appears at bind(), connections work after listen()
 		if c, err := net.Dial("unix", sock); err == nil {
 			c.Close()
-			break
+			return
 		}
 		if i > 500 {
 			t.Fatal("helper did not listen")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	p := localPool(t, sockDir)
-	_, _, err = info(context.Background(), p, victim, Repeatable)
+}
+
+// HugeAgent answers Agent.Info with a reply over agentrpc.MaxReplySize
+// while Huge is set, as a hostile agent would.
+type HugeAgent struct{ Huge *atomic.Bool }
+
+func (a HugeAgent) Info(_ *agentrpc.Empty, r *agentrpc.Info) error {
+	r.User = "me"
+	if a.Huge.Load() {
+		r.Home = strings.Repeat("x", agentrpc.MaxReplySize)
+	}
+	return nil
+}
+
+// A reply over the limit is 502 agent_failed, and the connection is
+// dropped: the next call dials a new one.
+func TestPoolRefusesHugeReply(t *testing.T) {
+	dir := t.TempDir()
+	u := me(t)
+	var huge atomic.Bool
+	srv := rpc.NewServer()
+	srv.RegisterName("Agent", HugeAgent{&huge})
+	ln, err := net.Listen("unix", filepath.Join(dir, "agent-"+u.Name+".sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go srv.ServeConn(c)
+		}
+	}()
+	p := localPool(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	huge.Store(true)
+	_, _, err = info(ctx, p, u, Repeatable)
 	var be *Error
-	if !errors.As(err, &be) || be.Code != CodeUnavailable || !strings.Contains(err.Error(), "owned by uid 65534") {
-		t.Errorf("planted socket: %v, want 503 refusing uid 65534", err)
+	if !errors.As(err, &be) || be.Code != CodeFailed || be.Status != http.StatusBadGateway || !errors.Is(err, agentrpc.ErrBadReply) {
+		t.Fatalf("huge reply: err = %v, want 502 %s wrapping ErrBadReply", err, CodeFailed)
+	}
+	huge.Store(false)
+	got, _, err := info(ctx, p, u, Repeatable)
+	if err != nil || got.User != "me" {
+		t.Fatalf("call after a huge reply: %+v %v, want a normal reply on a new connection", got, err)
+	}
+	if n := accepted.Load(); n != 2 {
+		t.Errorf("connections made: %d, want 2 (the one that sent the huge reply closed)", n)
 	}
 }
 
