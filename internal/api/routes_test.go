@@ -161,6 +161,8 @@ func TestSessionRoutes(t *testing.T) {
 		{"POST", "/api/v1/sessions", `{"command":["/no/such/program"]}`, 0, ""},
 		{"GET", "/api/v1/sessions/nope", "", 404, ""},
 		{"DELETE", "/api/v1/sessions/" + long.ID + "?grace=soon", "", 400, "parameter grace"},
+		{"DELETE", "/api/v1/sessions/" + long.ID + "?grace=6m", "", 400, "is not a duration between 0s and 5m0s"},
+		{"DELETE", "/api/v1/sessions/" + long.ID + "?grace=-1s", "", 400, "parameter grace"},
 		{"POST", "/api/v1/sessions/" + long.ID + "/signal", `{"signal":""}`, 400, "field signal"},
 		{"POST", "/api/v1/sessions/" + s.ID + "/signal", `{"signal":"NOPE"}`, 400, ""},
 		{"POST", "/api/v1/sessions/" + long.ID + "/resize", `{"rows":0,"cols":0}`, 400, "rows and cols"},

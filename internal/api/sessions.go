@@ -85,8 +85,9 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 	var grace time.Duration
 	if g := r.URL.Query().Get("grace"); g != "" {
 		d, err := time.ParseDuration(g)
-		if err != nil || d < 0 || d > time.Hour {
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("parameter grace: %q is not a duration between 0s and 1h (e.g. 5s)", g))
+		// The agent's limit, so that the API never accepts what it refuses.
+		if err != nil || d < 0 || d > agentrpc.MaxWait {
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("parameter grace: %q is not a duration between 0s and %v, the agent's limit (e.g. 5s)", g, agentrpc.MaxWait))
 			return
 		}
 		grace = d
