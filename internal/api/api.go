@@ -5,7 +5,10 @@ package api
 import (
 	"context"
 	"log/slog"
+	"fmt"
 	"net/http"
+	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,15 +77,65 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("POST /api/v1/sessions/{id}/input", s.inputSession)
 	m.HandleFunc("POST /api/v1/sessions/{id}/resize", s.resizeSession)
 	m.HandleFunc("GET /api/v1/sessions/{id}/output", s.output)
-	m.HandleFunc("GET /api/v1/files", s.getFile)
-	m.HandleFunc("GET /api/v1/files/{path...}", s.getFile)
-	m.HandleFunc("PUT /api/v1/files/{path...}", s.putFile)
-	m.HandleFunc("DELETE /api/v1/files/{path...}", s.deleteFile)
-	m.HandleFunc("POST /api/v1/files/{path...}", s.postFile)
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path+" (see the README for the API)")
-	})
+	m.HandleFunc("/", notFound)
 	return m
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path+" (see the README for the API)")
+}
+
+// filesPrefix starts the files routes, which the Server dispatches itself:
+// ServeMux would clean their paths and redirect, so that
+// /api/v1/files//etc/passwd became /api/v1/files/etc/passwd, a different
+// file than asked for. Instead the path after the one separating slash goes
+// to the agent unchanged, and the agent judges it (an absolute path or one
+// leaving the workspace is 403 outside_workspace).
+const filesPrefix = "/api/v1/files"
+
+// serveFiles serves r if it is a files request and reports whether it was.
+func (s *Server) serveFiles(w http.ResponseWriter, r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, filesPrefix)
+	if !ok || rest != "" && rest[0] != '/' {
+		return false
+	}
+	r.SetPathValue("path", strings.TrimPrefix(rest, "/"))
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		s.getFile(w, r)
+	case http.MethodPut:
+		s.putFile(w, r)
+	case http.MethodDelete:
+		s.deleteFile(w, r)
+	case http.MethodPost:
+		s.postFile(w, r)
+	default:
+		notFound(w, r)
+	}
+	return true
+}
+
+// route serves r through the files routes or the mux. A path the mux would
+// clean and redirect (such as /api//v1/files//etc/passwd) is refused: the
+// redirect could name a different file than the one asked for.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if s.serveFiles(w, r) {
+		return
+	}
+	if c := cleanPath(r.URL.Path); c != r.URL.Path {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("request path %q has empty, . or .. segments; send it as %q if that is what you mean", r.URL.Path, c))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is the path ServeMux would redirect p to.
+func cleanPath(p string) string {
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
 }
 
 // Handler returns the API's handler: /healthz without authentication,

@@ -54,7 +54,7 @@ func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) {
 	}
 	id, ok := s.identify(rec, r)
 	if ok {
-		s.mux.ServeHTTP(rec, r.WithContext(withIdentity(r.Context(), id)))
+		s.route(rec, r.WithContext(withIdentity(r.Context(), id)))
 	}
 	if mutating {
 		target := id.Name

@@ -87,7 +87,7 @@ func TestHandlersNeedIdentity(t *testing.T) {
 	h := newHarness(t)
 	for _, path := range []string{"/api/v1/status", "/api/v1/sessions", "/api/v1/files/x"} {
 		rec := httptest.NewRecorder()
-		h.srv.mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		h.srv.route(rec, httptest.NewRequest("GET", path, nil))
 		if rec.Code != http.StatusUnauthorized {
 			t.Errorf("%s without identity: %d, want 401", path, rec.Code)
 		}
@@ -95,7 +95,7 @@ func TestHandlersNeedIdentity(t *testing.T) {
 	// An injected identity is used as is.
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/api/v1/status", nil)
-	h.srv.mux.ServeHTTP(rec, req.WithContext(withIdentity(context.Background(), Identity{Name: h.other, Via: "test"})))
+	h.srv.route(rec, req.WithContext(withIdentity(context.Background(), Identity{Name: h.other, Via: "test"})))
 	if st := decode[statusJSON](t, rec.Body.Bytes()); rec.Code != 200 || st.Agent.User != h.other {
 		t.Errorf("injected identity %s: %d %s", h.other, rec.Code, rec.Body)
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path"
 	"strconv"
-	"strings"
 
 	"octo/internal/agentrpc"
 	"octo/internal/backend"
@@ -20,9 +19,11 @@ import (
 // files need no second call.
 const firstRead = 64 << 10
 
-// filePath returns the workspace-relative path of a files request.
+// filePath returns the path of a files request as the client sent it, after
+// the slash that ends /api/v1/files/: an absolute or escaping path is the
+// agent's to refuse, never silently made relative.
 func filePath(r *http.Request) string {
-	return strings.Trim(r.PathValue("path"), "/")
+	return r.PathValue("path")
 }
 
 // getFile serves a file's bytes (with Range, Last-Modified and
@@ -227,7 +228,7 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := filePath(r)
-	if p == "" || p == "." {
+	if path.Clean(p) == "." {
 		writeError(w, http.StatusBadRequest, "invalid", "refusing to delete the workspace itself")
 		return
 	}
@@ -273,7 +274,7 @@ func (s *Server) postFile(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 	case "rename":
-		to := strings.Trim(q.Get("to"), "/")
+		to := q.Get("to")
 		if to == "" {
 			writeError(w, http.StatusBadRequest, "invalid", "parameter to: give the new path, e.g. ?op=rename&to=dir/new.txt")
 			return

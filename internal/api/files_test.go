@@ -150,3 +150,52 @@ func TestFileRoutes(t *testing.T) {
 		t.Errorf("GET of a symlink to /etc/passwd: %d %.40q", resp.StatusCode, b)
 	}
 }
+
+// Absolute paths reach the agent unchanged and are refused (403
+// outside_workspace), never made relative: a workspace file at etc/passwd
+// must not be what /api/v1/files//etc/passwd or to=/etc/x means. Paths
+// ServeMux would clean are refused rather than redirected elsewhere.
+func TestAbsolutePathsRefused(t *testing.T) {
+	h := newHarness(t)
+	tok, ws := h.tokMe, h.wsMe
+	os.MkdirAll(filepath.Join(ws, "etc"), 0o755)
+	os.WriteFile(filepath.Join(ws, "etc", "passwd"), []byte("decoy"), 0o644)
+	os.WriteFile(filepath.Join(ws, "f.txt"), []byte("f"), 0o644)
+	noRedirect := *h.client
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	h.client = &noRedirect
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/api/v1/files//etc/passwd", 403, "outside_workspace"},
+		{"HEAD", "/api/v1/files//etc/passwd", 403, ""},
+		{"GET", "/api/v1/files/%2Fetc%2Fpasswd", 403, "outside_workspace"},
+		{"GET", "/api/v1/files/x/../../etc/passwd", 403, "outside_workspace"},
+		{"GET", "/api/v1//files/etc/passwd", 400, "invalid"},
+		{"GET", "/api//v1/files//etc/passwd", 400, "invalid"},
+		{"PUT", "/api/v1/files//etc/x", 403, "outside_workspace"},
+		{"DELETE", "/api/v1/files//etc/passwd", 403, "outside_workspace"},
+		{"DELETE", "/api/v1/files/etc/..", 400, "invalid"},
+		{"POST", "/api/v1/files//etc/y?op=mkdir", 403, "outside_workspace"},
+		{"POST", "/api/v1/files/f.txt?op=rename&to=/etc/x", 403, "outside_workspace"},
+		{"POST", "/api/v1/files/f.txt?op=rename&to=//etc/x", 403, "outside_workspace"},
+	} {
+		resp, b := h.do(tc.method, tc.path, tok, strings.NewReader("data"))
+		want(t, tc.method+" "+tc.path, resp, b, tc.status, tc.code)
+		if strings.Contains(string(b), "decoy") {
+			t.Errorf("%s %s served the workspace's etc/passwd", tc.method, tc.path)
+		}
+	}
+	for _, f := range []string{"etc/passwd", "f.txt"} {
+		if _, err := os.Stat(filepath.Join(ws, f)); err != nil {
+			t.Errorf("%s after the refused requests: %v", f, err)
+		}
+	}
+	for _, f := range []string{"etc/x", "etc/y"} {
+		if _, err := os.Stat(filepath.Join(ws, f)); err == nil {
+			t.Errorf("%s was created inside the workspace", f)
+		}
+	}
+}

@@ -51,7 +51,7 @@ func TestIsolation(t *testing.T) {
 		{"POST", "/api/v1/sessions/" + mine.ID + "/signal", `{"signal":"KILL"}`, 404},
 		{"POST", "/api/v1/sessions/" + mine.ID + "/input?eof=1", "x", 404},
 		{"GET", "/api/v1/files/secret.txt", "", 404},
-		{"GET", "/api/v1/files/" + h.wsMe + "/secret.txt", "", 404},
+		{"GET", "/api/v1/files/" + h.wsMe + "/secret.txt", "", 403}, // absolute: outside_workspace
 		{"GET", "/api/v1/files/..%2F" + filepath.Base(h.wsMe) + "%2Fsecret.txt", "", 403},
 		{"DELETE", "/api/v1/files/secret.txt", "", 404},
 	} {
