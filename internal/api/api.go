@@ -4,8 +4,8 @@ package api
 
 import (
 	"context"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path"
 	"strings"
