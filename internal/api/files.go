@@ -215,6 +215,11 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 			CreateParents: parents, CreateOnly: r.Header.Get("If-None-Match") == "*"})
 		return err
 	})
+	if dir := path.Dir(p); err != nil && !parents && dir != "." && errors.Is(err, agentrpc.ErrNotFound) {
+		// Writing creates the file: only a missing directory is not found.
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("parent directory %s does not exist; add ?parents=1 to create it", dir))
+		return
+	}
 	if err != nil {
 		s.agentError(w, r, err)
 		return

@@ -93,6 +93,9 @@ func TestFileRoutes(t *testing.T) {
 	}
 	resp, b = h.do("PUT", "/api/v1/files/x/y/z.txt", tok, strings.NewReader("deep"))
 	want(t, "PUT without parents", resp, b, 404, "not_found")
+	if m := "parent directory x/y does not exist; add ?parents=1 to create it"; !strings.Contains(string(b), m) {
+		t.Errorf("PUT without parents: %s, want the message %q", b, m)
+	}
 	resp, b = h.do("PUT", "/api/v1/files/x/y/z.txt?parents=1", tok, strings.NewReader("deep"))
 	want(t, "PUT with parents", resp, b, 200, "")
 	resp, b = h.do("PUT", "/api/v1/files/new.txt", tok, strings.NewReader("again"), "If-None-Match", "*")
