@@ -27,6 +27,11 @@ type Config struct {
 	Version string
 	// MaxBodyBytes bounds file uploads and session input (413 beyond).
 	MaxBodyBytes int64
+	// MaxUploadsInFlight bounds the upload bytes all requests together may
+	// hold in memory (429 beyond); at least MaxBodyBytes.
+	MaxUploadsInFlight int64
+	// BodyReadTimeout bounds receiving an upload or input body (408 beyond).
+	BodyReadTimeout time.Duration
 	// AgentTimeout bounds every agent call except output streams.
 	AgentTimeout time.Duration
 	// MaxStreamsPerUser bounds concurrent output streams of one user (429 beyond).
@@ -41,6 +46,8 @@ type Server struct {
 
 	streamsMu sync.Mutex
 	streams   map[string]int // user -> open output streams
+
+	uploads budget // bytes of upload bodies in memory
 }
 
 // maxJSONBody bounds JSON request bodies.
@@ -55,13 +62,19 @@ func New(cfg Config) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = agentrpc.MaxWriteSize
 	}
+	if cfg.MaxUploadsInFlight < cfg.MaxBodyBytes {
+		cfg.MaxUploadsInFlight = max(cfg.MaxBodyBytes, 256<<20)
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = 2 * time.Minute
+	}
 	if cfg.AgentTimeout <= 0 {
 		cfg.AgentTimeout = 30 * time.Second
 	}
 	if cfg.MaxStreamsPerUser <= 0 {
 		cfg.MaxStreamsPerUser = 16
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, streams: map[string]int{}}
+	s := &Server{cfg: cfg, log: cfg.Log, streams: map[string]int{}, uploads: budget{max: cfg.MaxUploadsInFlight}}
 	s.mux = s.routes()
 	return s
 }

@@ -10,10 +10,18 @@ import (
 	"os"
 	"path"
 	"strconv"
+	"strings"
 
 	"octo/internal/agentrpc"
 	"octo/internal/backend"
 )
+
+// maxRanges bounds the ranges of one Range header: each costs an agent read.
+const maxRanges = 16
+
+// minRead is the smallest agent read past the first: a range of one byte
+// costs no more.
+const minRead = 32 << 10
 
 // firstRead is how much of a file the first agent call of a GET reads; small
 // files need no second call.
@@ -51,6 +59,10 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
 	}
 	if first.EOF && int64(len(first.Data)) == first.Info.Size && unconditional(r) {
 		writeWhole(w, r, p, first)
+		return
+	}
+	if n := strings.Count(r.Header.Get("Range"), ",") + 1; n > maxRanges {
+		writeError(w, http.StatusRequestedRangeNotSatisfiable, "invalid", fmt.Sprintf("Range asks for %d ranges; at most %d per request", n, maxRanges))
 		return
 	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -152,7 +164,7 @@ func (f *agentFile) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if f.off < f.bufOff || f.off >= f.bufOff+int64(len(f.buf)) {
-		if err := f.fill(); err != nil {
+		if err := f.fill(len(p)); err != nil {
 			return 0, err
 		}
 	}
@@ -161,10 +173,18 @@ func (f *agentFile) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (f *agentFile) fill() error {
+// fill reads at f.off what the reader wants, at least minRead bytes: a
+// range reads little, and a sequential read doubles each chunk up to
+// agentrpc.MaxReadChunk, so that a whole file takes few agent calls.
+func (f *agentFile) fill(want int) error {
+	n := max(int64(want), minRead)
+	if len(f.buf) > 0 && f.off == f.bufOff+int64(len(f.buf)) {
+		n = max(n, 2*int64(len(f.buf)))
+	}
+	n = min(n, agentrpc.MaxReadChunk, f.size-f.off)
 	var rr agentrpc.ReadReply
 	_, err := f.s.call(f.r, f.u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
-		rr, err = c.Read(ctx, agentrpc.ReadRequest{Path: f.path, Offset: f.off, Length: agentrpc.MaxReadChunk})
+		rr, err = c.Read(ctx, agentrpc.ReadRequest{Path: f.path, Offset: f.off, Length: int(n)})
 		return err
 	})
 	if err != nil {
@@ -173,7 +193,7 @@ func (f *agentFile) fill() error {
 	if len(rr.Data) == 0 {
 		return io.ErrUnexpectedEOF // the file shrank while being sent
 	}
-	f.buf, f.bufOff = rr.Data, f.off
+	f.buf, f.bufOff = rr.Data[:min(int64(len(rr.Data)), n)], f.off
 	return nil
 }
 
@@ -194,23 +214,13 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	limit := min(s.cfg.MaxBodyBytes, agentrpc.MaxWriteSize)
-	if r.ContentLength > limit {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, limit))
+	data, release, ok := s.readUpload(w, r, min(s.cfg.MaxBodyBytes, agentrpc.MaxWriteSize))
+	if !ok {
 		return
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over the limit of %d bytes; nothing was written", limit))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "invalid", "read body: "+err.Error()+"; nothing was written")
-		return
-	}
+	defer release()
 	var fi agentrpc.FileInfo
-	_, err = s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	_, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		fi, err = c.Write(ctx, agentrpc.WriteRequest{Path: p, Data: data, Mode: mode,
 			CreateParents: parents, CreateOnly: r.Header.Get("If-None-Match") == "*"})
 		return err

@@ -27,8 +27,14 @@ func (a LazyAgent) ReadOutput(req *agentrpc.OutputRequest, out *agentrpc.Output)
 // replaceAgent points socket_dir/agent-NAME.sock at a net/rpc server with
 // the given Session service.
 func (h *harness) replaceAgent(name string, session any) {
+	h.replaceAgentService(name, "Session", session)
+}
+
+// replaceAgentService points socket_dir/agent-NAME.sock at a net/rpc server
+// with one service.
+func (h *harness) replaceAgentService(name, service string, rcvr any) {
 	srv := rpc.NewServer()
-	if err := srv.RegisterName("Session", session); err != nil {
+	if err := srv.RegisterName(service, rcvr); err != nil {
 		h.t.Fatal(err)
 	}
 	ln, err := net.Listen("unix", filepath.Join(h.t.TempDir(), "fake.sock"))

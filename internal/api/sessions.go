@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -165,10 +164,16 @@ func (s *Server) inputSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
+	lift := s.bodyDeadline(w)
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	buf := make([]byte, 64<<10)
 	for {
 		n, rerr := io.ReadFull(body, buf)
+		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
+			// Too much, too slow or broken: this chunk is not sent.
+			s.bodyError(w, rerr, "the chunks before it were written")
+			return
+		}
 		if n > 0 {
 			data := buf[:n]
 			if _, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
@@ -178,17 +183,9 @@ func (s *Server) inputSession(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if rerr != nil { // the end of the body
+			lift()
 			break
-		}
-		if rerr != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(rerr, &mbe) {
-				writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("input over %d bytes (server.max_body_bytes); the bytes before it were written", mbe.Limit))
-				return
-			}
-			writeError(w, http.StatusBadRequest, "invalid", "read body: "+rerr.Error())
-			return
 		}
 	}
 	if eof {

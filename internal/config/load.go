@@ -28,15 +28,17 @@ const (
 func Default() Config {
 	return Config{
 		Server: Server{
-			Listen:            "0.0.0.0:3000",
-			APISocket:         "/run/octo/octo.sock",
-			StateDir:          "/var/lib/octo",
-			MaxBodyBytes:      64 << 20,
-			MaxHeaderBytes:    64 << 10,
-			ReadHeaderTimeout: Duration{10 * time.Second},
-			AgentTimeout:      Duration{30 * time.Second},
-			MaxStreamsPerUser: 16,
-			ShutdownTimeout:   Duration{30 * time.Second},
+			Listen:             "0.0.0.0:3000",
+			APISocket:          "/run/octo/octo.sock",
+			StateDir:           "/var/lib/octo",
+			MaxBodyBytes:       64 << 20,
+			MaxUploadsInFlight: 256 << 20,
+			BodyReadTimeout:    Duration{2 * time.Minute},
+			MaxHeaderBytes:     64 << 10,
+			ReadHeaderTimeout:  Duration{10 * time.Second},
+			AgentTimeout:       Duration{30 * time.Second},
+			MaxStreamsPerUser:  16,
+			ShutdownTimeout:    Duration{30 * time.Second},
 		},
 		Backend: Backend{Mode: ModeLocal},
 		Local: Local{
@@ -144,6 +146,7 @@ func (c *Config) validate() error {
 		v   Duration
 	}{
 		{"server.read_header_timeout", s.ReadHeaderTimeout},
+		{"server.body_read_timeout", s.BodyReadTimeout},
 		{"server.agent_timeout", s.AgentTimeout},
 		{"server.shutdown_timeout", s.ShutdownTimeout},
 		{"local.connect_timeout", c.Local.ConnectTimeout},
@@ -151,6 +154,9 @@ func (c *Config) validate() error {
 		if d.v.Duration <= 0 {
 			return keyError(d.key, "must be a positive duration such as \"10s\"")
 		}
+	}
+	if s.MaxUploadsInFlight < s.MaxBodyBytes {
+		return keyError("server.max_upload_bytes_in_flight", "%d is below server.max_body_bytes (%d): an upload at the body limit could never start", s.MaxUploadsInFlight, s.MaxBodyBytes)
 	}
 	if s.MaxStreamsPerUser < 1 {
 		return keyError("server.max_streams_per_user", "%d must be at least 1", s.MaxStreamsPerUser)
