@@ -100,3 +100,34 @@ func TestHandlersNeedIdentity(t *testing.T) {
 		t.Errorf("injected identity %s: %d %s", h.other, rec.Code, rec.Body)
 	}
 }
+
+// A successful mutating request logs exactly one line with user, method,
+// path and status; a GET logs none.
+func TestRequestLog(t *testing.T) {
+	h := newHarness(t)
+	requestLines := func(from int) []string {
+		var lines []string
+		for _, l := range strings.Split(h.log.String()[from:], "\n") {
+			if strings.Contains(l, "msg=request") {
+				lines = append(lines, l)
+			}
+		}
+		return lines
+	}
+	from := len(h.log.String())
+	resp, b := h.do("PUT", "/api/v1/files/logged.txt", h.tokMe, strings.NewReader("x"))
+	want(t, "PUT", resp, b, 200, "")
+	lines := requestLines(from)
+	wantLine := "user=" + h.me + " as=" + h.me + " method=PUT path=/api/v1/files/logged.txt status=200"
+	if len(lines) != 1 || !strings.Contains(lines[0], wantLine) {
+		t.Errorf("log lines for a PUT: %q, want one containing %q", lines, wantLine)
+	}
+	from = len(h.log.String())
+	resp, b = h.do("GET", "/api/v1/files/logged.txt", h.tokMe, nil)
+	want(t, "GET", resp, b, 200, "")
+	resp, b = h.do("GET", "/api/v1/status", h.tokMe, nil)
+	want(t, "GET status", resp, b, 200, "")
+	if lines := requestLines(from); len(lines) != 0 {
+		t.Errorf("log lines for GETs: %q, want none", lines)
+	}
+}

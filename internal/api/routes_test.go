@@ -312,3 +312,31 @@ func TestStreamCap(t *testing.T) {
 	}
 	bodies[1].Close()
 }
+
+// Resize changes the terminal size the session's process sees.
+func TestResizeChangesTerminalSize(t *testing.T) {
+	h := newHarness(t)
+	tok := h.tokMe
+	s := h.startSession(tok, `{"command":["sh","-c","stty size; read x; stty size"],"tty":true,"rows":10,"cols":20}`)
+	t.Cleanup(func() { h.do("DELETE", "/api/v1/sessions/"+s.ID+"?grace=0s", tok, nil) })
+	waitOutput := func(sub string) string {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, b := h.do("GET", "/api/v1/sessions/"+s.ID+"/output", tok, nil)
+			if strings.Contains(string(b), sub) || time.Now().After(deadline) {
+				return string(b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if out := waitOutput("10 20"); !strings.Contains(out, "10 20") {
+		t.Fatalf("output before resize %q, want the start size 10 20", out)
+	}
+	resp, b := h.do("POST", "/api/v1/sessions/"+s.ID+"/resize", tok, strings.NewReader(`{"rows":33,"cols":111}`))
+	want(t, "resize", resp, b, 204, "")
+	resp, b = h.do("POST", "/api/v1/sessions/"+s.ID+"/input", tok, strings.NewReader("go\n"))
+	want(t, "input", resp, b, 204, "")
+	if out := waitOutput("33 111"); !strings.Contains(out, "33 111") {
+		t.Errorf("output after resize to 33x111: %q, want stty size to print 33 111", out)
+	}
+}
