@@ -110,9 +110,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, root: root, start: time.Now(), allowed: allowed, quit: make(chan struct{})}
 	s.idle = newIdleTracker(cfg.IdleTimeout)
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+	// The files are written with the process's uid (cfg.UID may name
+	// another user when an in-process agent serves a test).
+	if err := makeOwnDir(cfg.StateDir, uint32(os.Geteuid())); err != nil {
 		root.Close()
-		return nil, fmt.Errorf("create state dir: %w", err)
+		return nil, err
 	}
 	if s.lock, err = lockStateDir(cfg.StateDir); err != nil {
 		root.Close()

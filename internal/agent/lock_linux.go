@@ -19,7 +19,7 @@ var ErrStateDirInUse = errors.New("state dir in use by another agent")
 // returned file stays open (the kernel drops it when the process dies).
 func lockStateDir(dir string) (*os.File, error) {
 	path := filepath.Join(dir, "lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock state dir: %w", err)
 	}

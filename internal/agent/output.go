@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // outHeader is the size of an output file's header: the total number of
@@ -28,7 +30,7 @@ type outputFile struct {
 
 // createOutput creates a new, empty output file.
 func createOutput(path string, cap int64) (*outputFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +46,7 @@ func createOutput(path string, cap int64) (*outputFile, error) {
 // closed; reads open it on demand.
 func openOutput(path string, cap int64) *outputFile {
 	o := &outputFile{path: path, cap: cap}
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return o // reads report the missing file as empty output
 	}
@@ -130,7 +132,7 @@ func (o *outputFile) ReadAt(off int64, max int) (data []byte, from, start, size 
 	}
 	f := o.f
 	if f == nil {
-		if f, err = os.Open(o.path); err != nil {
+		if f, err = os.OpenFile(o.path, os.O_RDONLY|unix.O_NOFOLLOW, 0); err != nil {
 			return nil, from, start, size, err
 		}
 		defer f.Close()

@@ -51,8 +51,8 @@ type session struct {
 
 func loadSessions(s *Server) (*sessions, error) {
 	m := &sessions{s: s, dir: filepath.Join(s.cfg.StateDir, "sessions"), byID: map[string]*session{}}
-	if err := os.MkdirAll(m.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state dir: %w", err)
+	if err := makeOwnDir(m.dir, uint32(os.Geteuid())); err != nil {
+		return nil, err
 	}
 	loaded, err := m.loadRecords()
 	if err != nil {

@@ -5,14 +5,27 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"octo/internal/agentrpc"
 )
+
+// readNoFollow reads the file at path, refusing a symlink.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 1<<20))
+}
 
 // record is a session's persisted state: StateDir/sessions/ID.json, next
 // to its output ID.out.
@@ -53,7 +66,8 @@ func (m *sessions) save(rec record, durable bool) error {
 		return err
 	}
 	tmp := m.recordPath(rec.ID) + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	os.Remove(tmp) // a stale one from a crash
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
@@ -76,7 +90,7 @@ func (m *sessions) save(rec record, durable bool) error {
 
 // syncRecord makes a saved record durable.
 func (m *sessions) syncRecord(id string) {
-	if f, err := os.Open(m.recordPath(id)); err == nil {
+	if f, err := os.OpenFile(m.recordPath(id), os.O_RDONLY|unix.O_NOFOLLOW, 0); err == nil {
 		f.Sync()
 		f.Close()
 	}
@@ -103,7 +117,7 @@ func (m *sessions) loadRecords() ([]*session, error) {
 		if !ok || !validID(id) {
 			continue
 		}
-		b, err := os.ReadFile(m.recordPath(id))
+		b, err := readNoFollow(m.recordPath(id))
 		var rec record
 		if err == nil {
 			err = json.Unmarshal(b, &rec)
