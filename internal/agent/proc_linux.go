@@ -5,8 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // procStat returns the fields of /proc/PID/stat after the command name:
@@ -36,36 +34,4 @@ func procStart(pid int) (uint64, error) {
 		return 0, err
 	}
 	return strconv.ParseUint(f[19], 10, 64)
-}
-
-// groupRunning reports whether process group pgid has a member that is not
-// a zombie. Zombies count as gone: their parent (often init) reaps them in
-// its own time, and they hold nothing.
-func groupRunning(pgid int) bool {
-	if unix.Kill(-pgid, 0) != nil {
-		return false // ESRCH: no member at all
-	}
-	d, err := os.Open("/proc")
-	if err != nil {
-		return true
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return true
-	}
-	want := strconv.Itoa(pgid)
-	for _, n := range names {
-		if n[0] < '0' || n[0] > '9' {
-			continue
-		}
-		pid, err := strconv.Atoi(n)
-		if err != nil {
-			continue
-		}
-		if f, err := procStat(pid); err == nil && f[2] == want && f[0] != "Z" {
-			return true
-		}
-	}
-	return false
 }

@@ -125,35 +125,6 @@ func (ses *session) stop(grace time.Duration) {
 	}
 }
 
-// kill sends sig to the session's process group.
-func (ses *session) kill(sig syscall.Signal) error {
-	if ses.pgid <= 0 {
-		return errorf(agentrpc.CodeInvalid, "session %s has no process", ses.id)
-	}
-	err := unix.Kill(-ses.pgid, sig)
-	if err == unix.ESRCH {
-		return errorf(agentrpc.CodeInvalid, "session %s is not running", ses.id)
-	}
-	if err != nil {
-		return errorf(agentrpc.CodeInternal, "signal session %s: %v", ses.id, err)
-	}
-	return nil
-}
-
-// groupAlive reports whether the leader still runs or any member of the
-// process group is left.
-func (ses *session) groupAlive() bool {
-	if ses.pgid <= 0 {
-		return false // never started, or started by an earlier agent
-	}
-	select {
-	case <-ses.ended:
-	default:
-		return true
-	}
-	return groupRunning(ses.pgid)
-}
-
 // Signal sends a signal to the session's process group.
 func (ss *SessionService) Signal(req *agentrpc.SignalRequest, _ *agentrpc.Empty) error {
 	end, err := ss.c.begin()

@@ -47,6 +47,12 @@ type session struct {
 	pty    *os.File // pty master, for tty sessions
 	inMu   sync.Mutex
 	output *os.File // read end of the output pipe, or the pty master
+
+	// reapMu orders signals to the group before the leader's reap; see
+	// group_linux.go.
+	reapMu    sync.Mutex
+	reaped    bool
+	leftovers map[int]uint64 // group members left at the reap: pid → start time
 }
 
 func loadSessions(s *Server) (*sessions, error) {
@@ -178,6 +184,7 @@ func (ses *session) copyOutput(done chan<- struct{}) {
 // wait reaps the process, finishes reading its output and records the end.
 func (ses *session) wait(cmdWait func() error, copied <-chan struct{}) {
 	defer ses.m.wg.Done()
+	ses.waitLeader()
 	err := cmdWait()
 	select {
 	case <-copied:
