@@ -14,15 +14,16 @@ import (
 
 // options are the flags of octo-agent serve.
 type options struct {
-	socket      string
-	socketMode  os.FileMode
-	workspace   string
-	stateDir    string
-	allowUsers  []string
-	idleTimeout time.Duration
-	maxSessions int
-	outputCap   int64
-	user, home  string
+	socket       string
+	socketMode   os.FileMode
+	workspace    string
+	stateDir     string
+	allowUsers   []string
+	idleTimeout  time.Duration
+	maxSessions  int
+	outputCap    int64
+	outputBudget int64
+	user, home   string
 }
 
 func parseServe(args []string) (*options, error) {
@@ -53,6 +54,11 @@ func parseServe(args []string) (*options, error) {
 	fs.Func("output-cap", "output bytes kept per session, e.g. 8MiB (default 8MiB)", func(s string) error {
 		n, err := parseSize(s)
 		o.outputCap = n
+		return err
+	})
+	fs.Func("output-budget", "output bytes kept for all finished sessions together, oldest pruned first, e.g. 1GiB (default 256MiB)", func(s string) error {
+		n, err := parseSize(s)
+		o.outputBudget = n
 		return err
 	})
 	fs.StringVar(&o.user, "user", "", "login name (default: from the passwd entry of the uid, else $USER)")

@@ -6,7 +6,7 @@
 //
 //	octo-agent serve [--socket PATH] [--workspace DIR] [--state-dir DIR]
 //	                 [--allow-user NAME|UID ...] [--idle-timeout DUR] [--max-sessions N]
-//	                 [--output-cap SIZE] [--socket-mode OCTAL] [--user NAME] [--home DIR]
+//	                 [--output-cap SIZE] [--output-budget SIZE] [--socket-mode OCTAL] [--user NAME] [--home DIR]
 //	octo-agent version
 package main
 

@@ -76,7 +76,7 @@ func config(o *options, log *slog.Logger) (agent.Config, error) {
 	return agent.Config{
 		User: name, UID: uid, GID: gid, Home: home, Workspace: o.workspace, StateDir: stateDir,
 		AllowUIDs: allow, IdleTimeout: o.idleTimeout, MaxSessions: o.maxSessions,
-		OutputCap: o.outputCap, Logger: log, Shell: shell,
+		OutputCap: o.outputCap, OutputBudget: o.outputBudget, Logger: log, Shell: shell,
 	}, nil
 }
 

@@ -29,6 +29,9 @@ const (
 	// DefaultKeepSessions is how many finished sessions (records and
 	// output) the state dir keeps; older ones are pruned.
 	DefaultKeepSessions = 1000
+	// DefaultOutputBudget bounds the output bytes the state dir keeps for
+	// finished sessions; the oldest are pruned first.
+	DefaultOutputBudget = 256 << 20
 	// shutdownGrace is how long running sessions get between SIGTERM and
 	// SIGKILL when the agent shuts down, and how long in-flight calls may run.
 	shutdownGrace = 3 * time.Second
@@ -50,6 +53,10 @@ type Config struct {
 	Shell string
 	// KeepSessions is how many finished sessions are kept; 0 = DefaultKeepSessions.
 	KeepSessions int
+	// OutputBudget bounds the output bytes kept for all finished sessions
+	// together; the oldest finished sessions are pruned first, running
+	// ones never. 0 = DefaultOutputBudget.
+	OutputBudget int64
 }
 
 // Server is one user's agent. Create it with New and serve with Run.
@@ -89,6 +96,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.OutputCap <= 0 {
 		cfg.OutputCap = DefaultOutputCap
+	}
+	if cfg.OutputBudget <= 0 {
+		cfg.OutputBudget = DefaultOutputBudget
 	}
 	if cfg.KeepSessions <= 0 {
 		cfg.KeepSessions = DefaultKeepSessions

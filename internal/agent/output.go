@@ -106,6 +106,12 @@ func (o *outputFile) Size() int64 {
 	return o.size
 }
 
+// kept returns how many output bytes the file keeps (its size on disk less
+// the header).
+func (o *outputFile) kept() int64 {
+	return min(o.Size(), o.cap)
+}
+
 // errOffsetPastEnd is returned by ReadAt for offsets beyond Size.
 var errOffsetPastEnd = errors.New("offset past the end of output")
 

@@ -166,24 +166,27 @@ func (m *sessions) markLost(ses *session) {
 	m.s.log.Info("session lost", "id", rec.ID, "pid", rec.PID)
 }
 
-// prune removes the oldest finished sessions beyond Config.KeepSessions.
-// m.mu must be held.
+// prune removes the oldest finished sessions beyond Config.KeepSessions,
+// and beyond Config.OutputBudget bytes of output kept for finished sessions
+// together. m.mu must be held.
 func (m *sessions) prune() {
 	finished := 0
+	var bytes int64
 	for _, ses := range m.order {
 		if !ses.isRunning() {
 			finished++
+			bytes += ses.out.kept()
 		}
 	}
-	keep := m.s.cfg.KeepSessions
-	if finished <= keep {
+	keep, budget := m.s.cfg.KeepSessions, m.s.cfg.OutputBudget
+	if finished <= keep && bytes <= budget {
 		return
 	}
-	drop := finished - keep
 	kept := m.order[:0]
 	for _, ses := range m.order {
-		if drop > 0 && !ses.isRunning() {
-			drop--
+		if (finished > keep || bytes > budget) && !ses.isRunning() {
+			finished--
+			bytes -= ses.out.kept()
 			delete(m.byID, ses.id)
 			m.remove(ses.id)
 			continue
