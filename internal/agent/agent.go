@@ -73,6 +73,7 @@ type Server struct {
 	// so that long polls return.
 	inflight atomic.Int64
 	quit     chan struct{}
+	gate     *acceptGate
 
 	runOnce sync.Once
 }
@@ -154,6 +155,7 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 	defer s.lock.Close()
 	defer s.root.Close()
 	conns := newConnSet()
+	s.gate = newAcceptGate(ln, s.quit)
 	acceptErr := make(chan error, 1)
 	go func() { acceptErr <- s.acceptLoop(ln, conns) }()
 	s.idle.start()
@@ -162,13 +164,31 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 		"socket", ln.Addr().String(), "sessions", len(s.sess.list()), "version", Version)
 
 	var err error
-	select {
-	case <-ctx.Done():
-		s.log.Info("agent stopping", "reason", "signal")
-	case <-s.idle.fired():
-		s.log.Info("agent idle, exiting", "idle_timeout", s.cfg.IdleTimeout.String())
-	case err = <-acceptErr:
-		err = fmt.Errorf("accept: %w", err)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			s.log.Info("agent stopping", "reason", "signal")
+			break wait
+		case <-s.idle.fired():
+			if testHookIdle != nil {
+				testHookIdle()
+			}
+			// Stop accepting, then decide: a connection accepted up to
+			// the pause is served, not closed under its first call.
+			// Connections not yet accepted stay queued on the socket
+			// (with socket activation, for the next agent).
+			if s.gate.pause() && !s.idle.idleNow() {
+				s.gate.resume()
+				s.idle.rearm()
+				continue
+			}
+			s.log.Info("agent idle, exiting", "idle_timeout", s.cfg.IdleTimeout.String())
+			break wait
+		case err = <-acceptErr:
+			err = fmt.Errorf("accept: %w", err)
+			break wait
+		}
 	}
 	ln.Close()
 	close(s.quit)
@@ -176,6 +196,10 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 	s.sess.shutdown(shutdownGrace)
 	return err
 }
+
+// testHookIdle, when set by a test, runs when the idle timeout fires,
+// before the agent decides to exit.
+var testHookIdle func()
 
 // Info describes the agent.
 func (s *Server) Info() agentrpc.Info {

@@ -22,6 +22,9 @@ func (s *Server) acceptLoop(ln net.Listener, conns *connSet) error {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			if s.gate.paused(err) {
+				continue
+			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)

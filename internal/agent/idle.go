@@ -20,11 +20,27 @@ type idleTracker struct {
 }
 
 func newIdleTracker(timeout time.Duration) *idleTracker {
-	return &idleTracker{timeout: timeout, fire: make(chan struct{})}
+	return &idleTracker{timeout: timeout, fire: make(chan struct{}, 1)}
 }
 
-// fired is closed when the idle timeout has passed.
+// fired receives when the idle timeout has passed. The tracker then stays
+// quiet until rearm.
 func (t *idleTracker) fired() <-chan struct{} { return t.fire }
+
+// idleNow reports whether nothing keeps the agent alive.
+func (t *idleTracker) idleNow() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.busy == 0
+}
+
+// rearm lets the tracker fire again, after an idle exit was called off.
+func (t *idleTracker) rearm() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.fired_ = false
+	t.arm()
+}
 
 // start arms the tracker; before it, busy/idle changes are only counted.
 func (t *idleTracker) start() {
@@ -80,6 +96,9 @@ func (t *idleTracker) arm() {
 			return
 		}
 		t.fired_ = true
-		close(t.fire)
+		select {
+		case t.fire <- struct{}{}:
+		default:
+		}
 	})
 }
