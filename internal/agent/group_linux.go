@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"bytes"
+	"encoding/binary"
 	"os"
 	"strconv"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -16,7 +19,7 @@ import (
 //   - Until the agent reaps the leader, the leader (running or a zombie)
 //     holds its pid, so no other process can have that pid or lead a group
 //     with that id: kill(-pgid) is safe. kill and the reap both hold reapMu.
-//   - Just before the reap, waitLeader records the other members of the
+//   - Just before the reap, recordLeftovers records the other members of the
 //     group (pid and start time). After the reap the group id is free for
 //     reuse once those are gone, so the agent never signals the group again:
 //     it signals, one by one through a pidfd, the recorded members and
@@ -26,9 +29,16 @@ import (
 // is reparented away); it is not provably ours, so it is not chased. An
 // agent that restarted knows no leftovers of earlier sessions at all.
 
-// waitLeader blocks until the leader has exited without reaping it, then
-// records the group's other members. It is called before cmd.Wait.
-func (ses *session) waitLeader() {
+// si_code values of SIGCHLD (linux/signal.h).
+const (
+	cldExited = 1
+	cldKilled = 2
+	cldDumped = 3
+)
+
+// waitLeader blocks until the leader has exited, without reaping it, and
+// returns its wait status; ok is false if that failed (cmd.Wait then says).
+func (ses *session) waitLeader() (ws syscall.WaitStatus, ok bool) {
 	var info unix.Siginfo
 	var err error
 	for {
@@ -37,14 +47,34 @@ func (ses *session) waitLeader() {
 			break
 		}
 	}
+	if err != nil {
+		return 0, false
+	}
+	// The SIGCHLD fields after signo, errno, code and padding: pid, uid,
+	// status (the same layout on every 64-bit Linux).
+	raw := (*[unsafe.Sizeof(info)]byte)(unsafe.Pointer(&info))
+	status := int32(binary.NativeEndian.Uint32(raw[24:28]))
+	switch info.Code {
+	case cldExited:
+		return syscall.WaitStatus(status&0xff) << 8, true
+	case cldKilled:
+		return syscall.WaitStatus(status & 0x7f), true
+	case cldDumped:
+		return syscall.WaitStatus(status&0x7f | 0x80), true
+	}
+	return 0, false
+}
+
+// recordLeftovers records the group's members other than the leader,
+// which must have exited and not be reaped yet, and marks the group as
+// about to be reaped. It is called before cmd.Wait.
+func (ses *session) recordLeftovers() {
 	ses.reapMu.Lock()
 	defer ses.reapMu.Unlock()
-	if err == nil {
-		ses.leftovers = map[int]uint64{}
-		for pid, p := range scanProcs() {
-			if p.pgid == ses.pgid && pid != ses.pgid && !p.zombie {
-				ses.leftovers[pid] = p.start
-			}
+	ses.leftovers = map[int]uint64{}
+	for pid, p := range scanProcs() {
+		if p.pgid == ses.pgid && pid != ses.pgid && !p.zombie {
+			ses.leftovers[pid] = p.start
 		}
 	}
 	ses.reaped = true // from here on, never kill(-pgid)
@@ -74,7 +104,7 @@ func (ses *session) kill(sig syscall.Signal) error {
 }
 
 // groupAlive reports whether the session has not ended yet (its record
-// saved) or a recorded leftover still runs.
+// saved), its leader is not reaped yet, or a recorded leftover still runs.
 func (ses *session) groupAlive() bool {
 	if ses.pgid <= 0 {
 		return false // never started, or started by an earlier agent
@@ -84,7 +114,7 @@ func (ses *session) groupAlive() bool {
 	}
 	ses.reapMu.Lock()
 	defer ses.reapMu.Unlock()
-	return len(ses.liveLeftovers()) > 0
+	return !ses.reaped || len(ses.liveLeftovers()) > 0
 }
 
 // signalLeftovers signals each live leftover through a pidfd, after checking
@@ -145,7 +175,8 @@ type procInfo struct {
 	zombie     bool
 }
 
-// scanProcs reads /proc/*/stat.
+// scanProcs reads /proc/*/stat. It runs as each session ends, so it reads
+// with one buffer and raw system calls.
 func scanProcs() map[int]procInfo {
 	out := map[int]procInfo{}
 	d, err := os.Open("/proc")
@@ -154,19 +185,56 @@ func scanProcs() map[int]procInfo {
 	}
 	defer d.Close()
 	names, _ := d.Readdirnames(-1)
+	var buf [1024]byte
+	path := make([]byte, 0, 32)
 	for _, n := range names {
+		if n[0] < '1' || n[0] > '9' {
+			continue
+		}
 		pid, err := strconv.Atoi(n)
 		if err != nil {
 			continue
 		}
-		f, err := procStat(pid)
-		if err != nil {
-			continue
+		path = append(append(append(path[:0], "/proc/"...), n...), "/stat"...)
+		if p, ok := readProcStat(string(path), buf[:]); ok {
+			out[pid] = p
 		}
-		ppid, _ := strconv.Atoi(f[1])
-		pgid, _ := strconv.Atoi(f[2])
-		start, _ := strconv.ParseUint(f[19], 10, 64)
-		out[pid] = procInfo{ppid: ppid, pgid: pgid, start: start, zombie: f[0] == "Z"}
 	}
 	return out
+}
+
+// readProcStat reads and parses one /proc/PID/stat into buf.
+func readProcStat(path string, buf []byte) (procInfo, bool) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return procInfo{}, false
+	}
+	n, err := unix.Read(fd, buf)
+	unix.Close(fd)
+	if err != nil || n <= 0 {
+		return procInfo{}, false
+	}
+	b := buf[:n]
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procInfo{}, false
+	}
+	// Fields after the command: state ppid pgrp ... starttime (the 20th).
+	var p procInfo
+	field := 0
+	for _, f := range bytes.Fields(b[i+1:]) {
+		switch field {
+		case 0:
+			p.zombie = len(f) == 1 && f[0] == 'Z'
+		case 1:
+			p.ppid, _ = strconv.Atoi(string(f))
+		case 2:
+			p.pgid, _ = strconv.Atoi(string(f))
+		case 19:
+			p.start, _ = strconv.ParseUint(string(f), 10, 64)
+			return p, true
+		}
+		field++
+	}
+	return procInfo{}, false
 }

@@ -184,8 +184,21 @@ func (ses *session) copyOutput(done chan<- struct{}) {
 // wait reaps the process, finishes reading its output and records the end.
 func (ses *session) wait(cmdWait func() error, copied <-chan struct{}) {
 	defer ses.m.wg.Done()
-	ses.waitLeader()
-	err := cmdWait()
+	// The leader's exit status is known before the reap; the group's
+	// leftovers are recorded and the leader reaped meanwhile.
+	ws, ok := ses.waitLeader()
+	reaped := make(chan error, 1)
+	go func() {
+		ses.recordLeftovers()
+		reaped <- cmdWait()
+	}()
+	var err error
+	if !ok {
+		err = <-reaped
+	} else if !ws.Exited() || ws.ExitStatus() != 0 {
+		err = waitStatusError(ws)
+	}
+	defer func() { <-reaped }() // before wg.Done: shutdown waits for the reap
 	select {
 	case <-copied:
 	case <-time.After(drainWait):
@@ -226,6 +239,12 @@ func (ses *session) wait(cmdWait func() error, copied <-chan struct{}) {
 	ses.m.prune()
 	ses.m.mu.Unlock()
 }
+
+// waitStatusError is an error with a Sys() WaitStatus, as cmd.Wait returns.
+type waitStatusError syscall.WaitStatus
+
+func (e waitStatusError) Error() string { return "exit status" }
+func (e waitStatusError) Sys() any      { return syscall.WaitStatus(e) }
 
 // setExit fills the exit code or signal from cmd.Wait's error.
 func setExit(rec *record, err error) {

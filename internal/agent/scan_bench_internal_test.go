@@ -1,0 +1,9 @@
+package agent
+
+import "testing"
+
+func BenchmarkScanProcs(b *testing.B) {
+	for b.Loop() {
+		scanProcs()
+	}
+}
