@@ -7,77 +7,23 @@ import (
 	"fmt"
 	"io"
 	"net/rpc"
-	"runtime"
-	"sync"
 	"sync/atomic"
 )
 
 // clientCodec is net/rpc's gob client codec (the same wire format) that
-// writes requests from one flusher goroutine: requests encoded while it is
-// busy or waiting for its turn leave together in one write, and a lone
-// request is written as soon as the flusher runs.
+// writes requests through a BatchWriter and bounds each reply.
 type clientCodec struct {
-	rwc io.ReadWriteCloser
-	dec *gob.Decoder
-	lim *replyLimiter // what dec reads, at most MaxReplySize per reply
-
-	mu     sync.Mutex // guards enc and encBuf
-	enc    *gob.Encoder
-	encBuf *bufio.Writer
-	closed atomic.Bool
-
-	kick chan struct{} // capacity 1: encBuf holds requests to flush
-	done chan struct{} // closed by Close
+	*BatchWriter // writes requests; Close closes the connection
+	dec          *gob.Decoder
+	lim          *replyLimiter // what dec reads, at most MaxReplySize per reply
 }
 
 func newClientCodec(conn io.ReadWriteCloser) *clientCodec {
-	buf := bufio.NewWriterSize(conn, 64<<10)
 	lim := &replyLimiter{r: bufio.NewReader(conn)}
-	c := &clientCodec{rwc: conn, dec: gob.NewDecoder(lim), lim: lim, enc: gob.NewEncoder(buf), encBuf: buf,
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
-	go c.flusher()
-	return c
+	return &clientCodec{BatchWriter: NewBatchWriter(conn), dec: gob.NewDecoder(lim), lim: lim}
 }
 
-func (c *clientCodec) WriteRequest(r *rpc.Request, body any) error {
-	c.mu.Lock()
-	err := c.enc.Encode(r)
-	if err == nil {
-		err = c.enc.Encode(body)
-	}
-	c.mu.Unlock()
-	if err != nil {
-		// gob could not encode the request (a bug), and the stream may hold
-		// half of it: end the connection, as the other calls would fail.
-		c.Close()
-		return err
-	}
-	select {
-	case c.kick <- struct{}{}:
-	default: // the flusher has yet to take the previous kick: it sends this one too
-	}
-	return nil
-}
-
-// flusher writes encoded requests until the codec is closed. It yields once
-// before each write so that callers already running may add their requests.
-func (c *clientCodec) flusher() {
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-c.kick:
-		}
-		runtime.Gosched()
-		c.mu.Lock()
-		err := c.encBuf.Flush()
-		c.mu.Unlock()
-		if err != nil {
-			c.Close() // the reader then fails and net/rpc fails the calls in flight
-			return
-		}
-	}
-}
+func (c *clientCodec) WriteRequest(r *rpc.Request, body any) error { return c.Write(r, body) }
 
 // ReadResponseHeader starts a reply: the header and the body that follows
 // it may take MaxReplySize bytes together.
@@ -104,16 +50,6 @@ func (c *clientCodec) replyErr() error {
 		return e
 	}
 	return nil
-}
-
-// Close closes the connection once, without waiting for a flush in
-// progress (which the close ends).
-func (c *clientCodec) Close() error {
-	if !c.closed.CompareAndSwap(false, true) {
-		return nil
-	}
-	close(c.done)
-	return c.rwc.Close()
 }
 
 // MaxReplySize bounds one reply (header and body) from an agent. The largest
