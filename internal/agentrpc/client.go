@@ -54,6 +54,11 @@ func (c *Client) Close() error { return c.rc.Close() }
 // late reply into reply: the caller must not read reply after an error (the
 // typed methods return zero values then).
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
+	if err := c.codec.replyErr(); err != nil {
+		// A refused reply closed the connection: later calls find it lost,
+		// whether or not net/rpc's reader has noticed yet.
+		return &connError{err}
+	}
 	done := donePool.Get().(chan *rpc.Call)
 	call := c.rc.Go(method, args, reply, done)
 	select {
