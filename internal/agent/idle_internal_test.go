@@ -29,7 +29,7 @@ func TestIdleExitAtAccept(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dialed := make(chan *agentrpc.Client, 1)
-	fired := 0 // only the Run goroutine touches it until Run returns
+	fired := 0 // only the Run goroutine touches it
 	testHookIdle = func() {
 		fired++
 		if fired > 1 {
@@ -79,7 +79,7 @@ func TestIdleExitAtAccept(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("agent did not exit idle after the connection closed")
 	}
-	if fired < 2 {
-		t.Errorf("idle timeout fired %d times, want 2 (called off once, then exit)", fired)
-	}
+	// How often the timeout fired is not asserted: when this goroutine
+	// closes the connection before the agent decides, the first firing may
+	// already find it idle again, and exiting then is right.
 }
