@@ -103,12 +103,16 @@ type call struct {
 
 // begin checks that the call has a caller's identity and counts it in
 // flight; the returned func ends it. Its error is already encoded.
-func (c *call) begin() (end func(), err error) {
+// do runs one RPC method's body for this connection's caller: it refuses
+// when the caller's identity is missing, counts the call as in flight, and
+// encodes the body's error so that its code crosses net/rpc.
+func (c *call) do(body func() error) error {
 	if _, ok := peercred.FromContext(c.ctx); !ok {
-		return nil, agentrpc.Encode(errorf(agentrpc.CodePermission, "no caller identity on this connection"))
+		return agentrpc.Encode(errorf(agentrpc.CodePermission, "no caller identity on this connection"))
 	}
 	c.s.inflight.Add(1)
-	return func() { c.s.inflight.Add(-1) }, nil
+	defer c.s.inflight.Add(-1)
+	return agentrpc.Encode(body())
 }
 
 // connSet tracks open connections so shutdown can close them.

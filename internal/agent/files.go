@@ -48,21 +48,18 @@ func splitRel(rel string) (dir, name string) {
 
 // Stat describes a path without following a final symlink.
 func (f *FileService) Stat(req *agentrpc.PathRequest, reply *agentrpc.FileInfo) error {
-	end, err := f.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	rel, err := cleanRel(req.Path)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	fi, err := f.stat(f.c.s.root, rel)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	*reply = fi
-	return nil
+	return f.c.do(func() error {
+		rel, err := cleanRel(req.Path)
+		if err != nil {
+			return err
+		}
+		fi, err := f.stat(f.c.s.root, rel)
+		if err != nil {
+			return err
+		}
+		*reply = fi
+		return nil
+	})
 }
 
 // stat describes rel in r, with its symlink target if it is one.
@@ -96,191 +93,176 @@ func toInfo(st fs.FileInfo) agentrpc.FileInfo {
 
 // List lists a directory, sorted by name.
 func (f *FileService) List(req *agentrpc.PathRequest, reply *agentrpc.DirList) error {
-	end, err := f.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	rel, err := cleanRel(req.Path)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	d, err := f.c.s.root.OpenRoot(rel)
-	if err != nil {
-		return agentrpc.Encode(fileErr("list", rel, err))
-	}
-	defer d.Close()
-	dir, err := d.Open(".")
-	if err != nil {
-		return agentrpc.Encode(fileErr("list", rel, err))
-	}
-	defer dir.Close()
-	ents, err := dir.ReadDir(maxDirEntries + 1)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return agentrpc.Encode(fileErr("list", rel, err))
-	}
-	if len(ents) > maxDirEntries {
-		return agentrpc.Encode(errorf(agentrpc.CodeTooLarge, "list %s: more than %d entries", rel, maxDirEntries))
-	}
-	slices.SortFunc(ents, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	out := make([]agentrpc.FileInfo, 0, len(ents))
-	for _, e := range ents {
-		st, err := e.Info()
+	return f.c.do(func() error {
+		rel, err := cleanRel(req.Path)
 		if err != nil {
-			continue // removed since it was read
+			return err
 		}
-		fi := toInfo(st)
-		if fi.Type == agentrpc.TypeSymlink {
-			fi.Target, _ = d.Readlink(e.Name())
+		d, err := f.c.s.root.OpenRoot(rel)
+		if err != nil {
+			return fileErr("list", rel, err)
 		}
-		out = append(out, fi)
-	}
-	reply.Entries = out
-	return nil
+		defer d.Close()
+		dir, err := d.Open(".")
+		if err != nil {
+			return fileErr("list", rel, err)
+		}
+		defer dir.Close()
+		ents, err := dir.ReadDir(maxDirEntries + 1)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fileErr("list", rel, err)
+		}
+		if len(ents) > maxDirEntries {
+			return errorf(agentrpc.CodeTooLarge, "list %s: more than %d entries", rel, maxDirEntries)
+		}
+		slices.SortFunc(ents, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+		out := make([]agentrpc.FileInfo, 0, len(ents))
+		for _, e := range ents {
+			st, err := e.Info()
+			if err != nil {
+				continue // removed since it was read
+			}
+			fi := toInfo(st)
+			if fi.Type == agentrpc.TypeSymlink {
+				fi.Target, _ = d.Readlink(e.Name())
+			}
+			out = append(out, fi)
+		}
+		reply.Entries = out
+		return nil
+	})
 }
 
 // Read reads a chunk of a regular file.
 func (f *FileService) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply) error {
-	end, err := f.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	rel, err := cleanRel(req.Path)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	n := req.Length
-	switch {
-	case n < 0 || req.Offset < 0:
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "read %s: negative offset or length", rel))
-	case n == 0:
-		n = agentrpc.MaxReadChunk
-	case n > agentrpc.MaxReadChunk:
-		return agentrpc.Encode(errorf(agentrpc.CodeTooLarge, "read %s: length %d is over the %d byte chunk limit; read in chunks", rel, n, agentrpc.MaxReadChunk))
-	}
-	if data, info, ok := readFast(f.c.s.root, rel, req.Offset, n); ok {
-		reply.Data, reply.Info = data, info
-		reply.EOF = req.Offset+int64(len(data)) >= info.Size
+	return f.c.do(func() error {
+		rel, err := cleanRel(req.Path)
+		if err != nil {
+			return err
+		}
+		n := req.Length
+		switch {
+		case n < 0 || req.Offset < 0:
+			return errorf(agentrpc.CodeInvalid, "read %s: negative offset or length", rel)
+		case n == 0:
+			n = agentrpc.MaxReadChunk
+		case n > agentrpc.MaxReadChunk:
+			return errorf(agentrpc.CodeTooLarge, "read %s: length %d is over the %d byte chunk limit; read in chunks", rel, n, agentrpc.MaxReadChunk)
+		}
+		if data, info, ok := readFast(f.c.s.root, rel, req.Offset, n); ok {
+			reply.Data, reply.Info = data, info
+			reply.EOF = req.Offset+int64(len(data)) >= info.Size
+			return nil
+		}
+		// O_NONBLOCK: opening a FIFO must not hang the call.
+		fh, err := f.c.s.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return fileErr("read", rel, err)
+		}
+		defer fh.Close()
+		st, err := fh.Stat()
+		if err != nil {
+			return fileErr("read", rel, err)
+		}
+		if !st.Mode().IsRegular() {
+			return errorf(agentrpc.CodeInvalid, "read %s: not a regular file", rel)
+		}
+		avail := max(st.Size()-req.Offset, 0)
+		buf := getChunk(int(min(int64(n), avail)))
+		got, err := fh.ReadAt(buf, req.Offset)
+		if err != nil && !errors.Is(err, io.EOF) {
+			putChunk(buf)
+			return fileErr("read", rel, err)
+		}
+		reply.Data = buf[:got]
+		reply.Info = toInfo(st)
+		reply.EOF = req.Offset+int64(got) >= st.Size()
 		return nil
-	}
-	// O_NONBLOCK: opening a FIFO must not hang the call.
-	fh, err := f.c.s.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return agentrpc.Encode(fileErr("read", rel, err))
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return agentrpc.Encode(fileErr("read", rel, err))
-	}
-	if !st.Mode().IsRegular() {
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "read %s: not a regular file", rel))
-	}
-	avail := max(st.Size()-req.Offset, 0)
-	buf := getChunk(int(min(int64(n), avail)))
-	got, err := fh.ReadAt(buf, req.Offset)
-	if err != nil && !errors.Is(err, io.EOF) {
-		putChunk(buf)
-		return agentrpc.Encode(fileErr("read", rel, err))
-	}
-	reply.Data = buf[:got]
-	reply.Info = toInfo(st)
-	reply.EOF = req.Offset+int64(got) >= st.Size()
-	return nil
+	})
 }
 
 // Mkdir creates a directory.
 func (f *FileService) Mkdir(req *agentrpc.MkdirRequest, reply *agentrpc.FileInfo) error {
-	end, err := f.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	rel, err := cleanRel(req.Path)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	if req.Mode&^fs.ModePerm != 0 {
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "mkdir %s: mode %v has more than permission bits", rel, req.Mode))
-	}
-	mode := req.Mode
-	if mode == 0 {
-		mode = 0o755
-	}
-	if req.Parents {
-		err = f.c.s.root.MkdirAll(rel, mode)
-	} else {
-		err = f.c.s.root.Mkdir(rel, mode)
-	}
-	if err != nil {
-		return agentrpc.Encode(fileErr("mkdir", rel, err))
-	}
-	fi, err := f.stat(f.c.s.root, rel)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	*reply = fi
-	return nil
+	return f.c.do(func() error {
+		rel, err := cleanRel(req.Path)
+		if err != nil {
+			return err
+		}
+		if req.Mode&^fs.ModePerm != 0 {
+			return errorf(agentrpc.CodeInvalid, "mkdir %s: mode %v has more than permission bits", rel, req.Mode)
+		}
+		mode := req.Mode
+		if mode == 0 {
+			mode = 0o755
+		}
+		if req.Parents {
+			err = f.c.s.root.MkdirAll(rel, mode)
+		} else {
+			err = f.c.s.root.Mkdir(rel, mode)
+		}
+		if err != nil {
+			return fileErr("mkdir", rel, err)
+		}
+		fi, err := f.stat(f.c.s.root, rel)
+		if err != nil {
+			return err
+		}
+		*reply = fi
+		return nil
+	})
 }
 
 // Remove removes a file, symlink or empty directory, or a tree if asked.
 func (f *FileService) Remove(req *agentrpc.RemoveRequest, _ *agentrpc.Empty) error {
-	end, err := f.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	rel, err := cleanRel(req.Path)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	if rel == "." {
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "remove: refusing to remove the workspace itself"))
-	}
-	r := f.c.s.root
-	if _, err := r.Lstat(rel); err != nil {
-		return agentrpc.Encode(fileErr("remove", rel, err))
-	}
-	if req.Recursive {
-		err = r.RemoveAll(rel)
-	} else {
-		err = r.Remove(rel)
-	}
-	return agentrpc.Encode(fileErr("remove", rel, err))
+	return f.c.do(func() error {
+		rel, err := cleanRel(req.Path)
+		if err != nil {
+			return err
+		}
+		if rel == "." {
+			return errorf(agentrpc.CodeInvalid, "remove: refusing to remove the workspace itself")
+		}
+		r := f.c.s.root
+		if _, err := r.Lstat(rel); err != nil {
+			return fileErr("remove", rel, err)
+		}
+		if req.Recursive {
+			err = r.RemoveAll(rel)
+		} else {
+			err = r.Remove(rel)
+		}
+		return fileErr("remove", rel, err)
+	})
 }
 
 // Rename renames a path within the workspace.
 func (f *FileService) Rename(req *agentrpc.RenameRequest, reply *agentrpc.FileInfo) error {
-	end, err := f.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	from, err := cleanRel(req.From)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	to, err := cleanRel(req.To)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	if from == "." || to == "." {
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "rename: cannot rename the workspace itself"))
-	}
-	r := f.c.s.root
-	if req.NoReplace {
-		if _, err := r.Lstat(to); err == nil {
-			return agentrpc.Encode(errorf(agentrpc.CodeExists, "rename %s to %s: target exists", from, to))
+	return f.c.do(func() error {
+		from, err := cleanRel(req.From)
+		if err != nil {
+			return err
 		}
-	}
-	if err := r.Rename(from, to); err != nil {
-		return agentrpc.Encode(fileErr("rename "+from+" to", to, err))
-	}
-	fi, err := f.stat(r, to)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	*reply = fi
-	return nil
+		to, err := cleanRel(req.To)
+		if err != nil {
+			return err
+		}
+		if from == "." || to == "." {
+			return errorf(agentrpc.CodeInvalid, "rename: cannot rename the workspace itself")
+		}
+		r := f.c.s.root
+		if req.NoReplace {
+			if _, err := r.Lstat(to); err == nil {
+				return errorf(agentrpc.CodeExists, "rename %s to %s: target exists", from, to)
+			}
+		}
+		if err := r.Rename(from, to); err != nil {
+			return fileErr("rename "+from+" to", to, err)
+		}
+		fi, err := f.stat(r, to)
+		if err != nil {
+			return err
+		}
+		*reply = fi
+		return nil
+	})
 }

@@ -14,17 +14,14 @@ import (
 // replaced file's mode is kept; a symlink at the path is replaced, not
 // followed.
 func (f *FileService) Write(req *agentrpc.WriteRequest, reply *agentrpc.FileInfo) error {
-	end, err := f.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	fi, err := f.write(req)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	*reply = fi
-	return nil
+	return f.c.do(func() error {
+		fi, err := f.write(req)
+		if err != nil {
+			return err
+		}
+		*reply = fi
+		return nil
+	})
 }
 
 func (f *FileService) write(req *agentrpc.WriteRequest) (agentrpc.FileInfo, error) {

@@ -7,11 +7,8 @@ type AgentService struct{ c *call }
 
 // Info describes the agent and its user.
 func (a *AgentService) Info(_ *agentrpc.Empty, reply *agentrpc.Info) error {
-	end, err := a.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	*reply = a.c.s.Info()
-	return nil
+	return a.c.do(func() error {
+		*reply = a.c.s.Info()
+		return nil
+	})
 }

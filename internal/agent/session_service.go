@@ -27,73 +27,61 @@ func (ss *SessionService) lookup(id string) (*session, error) {
 
 // Start starts a session.
 func (ss *SessionService) Start(req *agentrpc.StartRequest, reply *agentrpc.Session) error {
-	end, err := ss.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	rec, err := ss.c.s.sess.start(req, ss.c.cred)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	*reply = rec
-	return nil
+	return ss.c.do(func() error {
+		rec, err := ss.c.s.sess.start(req, ss.c.cred)
+		if err != nil {
+			return err
+		}
+		*reply = rec
+		return nil
+	})
 }
 
 // List lists every session, oldest first.
 func (ss *SessionService) List(_ *agentrpc.Empty, reply *agentrpc.SessionList) error {
-	end, err := ss.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	reply.Sessions = ss.c.s.sess.list()
-	return nil
+	return ss.c.do(func() error {
+		reply.Sessions = ss.c.s.sess.list()
+		return nil
+	})
 }
 
 // Get returns one session's record.
 func (ss *SessionService) Get(req *agentrpc.SessionRef, reply *agentrpc.Session) error {
-	end, err := ss.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	ses, err := ss.lookup(req.ID)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	*reply = ses.snapshot()
-	return nil
+	return ss.c.do(func() error {
+		ses, err := ss.lookup(req.ID)
+		if err != nil {
+			return err
+		}
+		*reply = ses.snapshot()
+		return nil
+	})
 }
 
 // Stop sends SIGTERM to the session's process group, SIGKILL after the
 // grace period, and returns the record once the session and every process
 // left in its group have ended.
 func (ss *SessionService) Stop(req *agentrpc.StopRequest, reply *agentrpc.Session) error {
-	end, err := ss.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	ses, err := ss.lookup(req.ID)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	grace := req.Grace
-	switch {
-	case grace < 0 || grace > agentrpc.MaxWait:
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "stop: grace %v is outside 0-%v", grace, agentrpc.MaxWait))
-	case grace == 0:
-		grace = agentrpc.DefaultGrace
-	}
-	// An ended session may have left children in its process group
-	// (e.g. "cmd &"): Stop ends them too.
-	if ses.groupAlive() {
-		ss.c.s.log.Info("session stopping", "id", req.ID, "caller_uid", ss.c.cred.UID)
-		ses.stop(grace)
-	}
-	*reply = ses.snapshot()
-	return nil
+	return ss.c.do(func() error {
+		ses, err := ss.lookup(req.ID)
+		if err != nil {
+			return err
+		}
+		grace := req.Grace
+		switch {
+		case grace < 0 || grace > agentrpc.MaxWait:
+			return errorf(agentrpc.CodeInvalid, "stop: grace %v is outside 0-%v", grace, agentrpc.MaxWait)
+		case grace == 0:
+			grace = agentrpc.DefaultGrace
+		}
+		// An ended session may have left children in its process group
+		// (e.g. "cmd &"): Stop ends them too.
+		if ses.groupAlive() {
+			ss.c.s.log.Info("session stopping", "id", req.ID, "caller_uid", ss.c.cred.UID)
+			ses.stop(grace)
+		}
+		*reply = ses.snapshot()
+		return nil
+	})
 }
 
 // stop terminates the process group: SIGTERM, then SIGKILL once grace has
@@ -127,68 +115,59 @@ func (ses *session) stop(grace time.Duration) {
 
 // Signal sends a signal to the session's process group.
 func (ss *SessionService) Signal(req *agentrpc.SignalRequest, _ *agentrpc.Empty) error {
-	end, err := ss.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	ses, err := ss.lookup(req.ID)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	sig, err := parseSignal(req.Signal)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	if !ses.isRunning() {
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "session %s is not running", req.ID))
-	}
-	return agentrpc.Encode(ses.kill(sig))
+	return ss.c.do(func() error {
+		ses, err := ss.lookup(req.ID)
+		if err != nil {
+			return err
+		}
+		sig, err := parseSignal(req.Signal)
+		if err != nil {
+			return err
+		}
+		if !ses.isRunning() {
+			return errorf(agentrpc.CodeInvalid, "session %s is not running", req.ID)
+		}
+		return ses.kill(sig)
+	})
 }
 
 // Resize changes a tty session's terminal size.
 func (ss *SessionService) Resize(req *agentrpc.ResizeRequest, _ *agentrpc.Empty) error {
-	end, err := ss.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	ses, err := ss.lookup(req.ID)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	switch {
-	case !ses.isRunning():
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "session %s is not running", req.ID))
-	case ses.pty == nil:
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "session %s has no tty; start it with tty to resize it", req.ID))
-	case req.Rows == 0 || req.Cols == 0:
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "resize: rows and cols must be positive"))
-	}
-	err = rawControl(ses.pty, func(fd int) error {
-		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: req.Rows, Col: req.Cols})
+	return ss.c.do(func() error {
+		ses, err := ss.lookup(req.ID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !ses.isRunning():
+			return errorf(agentrpc.CodeInvalid, "session %s is not running", req.ID)
+		case ses.pty == nil:
+			return errorf(agentrpc.CodeInvalid, "session %s has no tty; start it with tty to resize it", req.ID)
+		case req.Rows == 0 || req.Cols == 0:
+			return errorf(agentrpc.CodeInvalid, "resize: rows and cols must be positive")
+		}
+		err = rawControl(ses.pty, func(fd int) error {
+			return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: req.Rows, Col: req.Cols})
+		})
+		if err != nil {
+			return errorf(agentrpc.CodeInvalid, "resize session %s: %v", req.ID, err)
+		}
+		return nil
 	})
-	if err != nil {
-		return agentrpc.Encode(errorf(agentrpc.CodeInvalid, "resize session %s: %v", req.ID, err))
-	}
-	return nil
 }
 
 // WriteInput writes to the session's standard input.
 func (ss *SessionService) WriteInput(req *agentrpc.InputRequest, _ *agentrpc.Empty) error {
-	end, err := ss.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	ses, err := ss.lookup(req.ID)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	if len(req.Data) > agentrpc.MaxInputSize {
-		return agentrpc.Encode(errorf(agentrpc.CodeTooLarge, "input of %d bytes is over the %d byte limit per call", len(req.Data), agentrpc.MaxInputSize))
-	}
-	return agentrpc.Encode(ses.writeInput(req.Data))
+	return ss.c.do(func() error {
+		ses, err := ss.lookup(req.ID)
+		if err != nil {
+			return err
+		}
+		if len(req.Data) > agentrpc.MaxInputSize {
+			return errorf(agentrpc.CodeTooLarge, "input of %d bytes is over the %d byte limit per call", len(req.Data), agentrpc.MaxInputSize)
+		}
+		return ses.writeInput(req.Data)
+	})
 }
 
 func (ses *session) writeInput(data []byte) error {
@@ -213,45 +192,39 @@ func (ses *session) writeInput(data []byte) error {
 // CloseInput closes the session's standard input; on a tty it sends the
 // end-of-file character instead.
 func (ss *SessionService) CloseInput(req *agentrpc.SessionRef, _ *agentrpc.Empty) error {
-	end, err := ss.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	ses, err := ss.lookup(req.ID)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	if ses.pty != nil {
-		return agentrpc.Encode(ses.writeInput([]byte{4})) // ^D, VEOF in cooked mode
-	}
-	ses.inMu.Lock()
-	defer ses.inMu.Unlock()
-	if ses.input != nil {
-		ses.input.Close()
-		ses.input = nil
-	}
-	return nil
+	return ss.c.do(func() error {
+		ses, err := ss.lookup(req.ID)
+		if err != nil {
+			return err
+		}
+		if ses.pty != nil {
+			return ses.writeInput([]byte{4}) // ^D, VEOF in cooked mode
+		}
+		ses.inMu.Lock()
+		defer ses.inMu.Unlock()
+		if ses.input != nil {
+			ses.input.Close()
+			ses.input = nil
+		}
+		return nil
+	})
 }
 
 // ReadOutput reads the session's output from an offset, waiting for more
 // if asked.
 func (ss *SessionService) ReadOutput(req *agentrpc.OutputRequest, reply *agentrpc.Output) error {
-	end, err := ss.c.begin()
-	if err != nil {
-		return err
-	}
-	defer end()
-	ses, err := ss.lookup(req.ID)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	out, err := ses.read(req, ss.c.s.quit)
-	if err != nil {
-		return agentrpc.Encode(err)
-	}
-	*reply = out
-	return nil
+	return ss.c.do(func() error {
+		ses, err := ss.lookup(req.ID)
+		if err != nil {
+			return err
+		}
+		out, err := ses.read(req, ss.c.s.quit)
+		if err != nil {
+			return err
+		}
+		*reply = out
+		return nil
+	})
 }
 
 func (ses *session) read(req *agentrpc.OutputRequest, quit <-chan struct{}) (agentrpc.Output, error) {
