@@ -101,8 +101,6 @@ type call struct {
 	cred peercred.Cred // the identity in ctx
 }
 
-// begin checks that the call has a caller's identity and counts it in
-// flight; the returned func ends it. Its error is already encoded.
 // do runs one RPC method's body for this connection's caller: it refuses
 // when the caller's identity is missing, counts the call as in flight, and
 // encodes the body's error so that its code crosses net/rpc.
