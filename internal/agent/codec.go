@@ -36,15 +36,39 @@ func putChunk(b []byte) {
 type serverCodec struct {
 	*agentrpc.BatchWriter // writes replies; Close closes the connection
 	dec                   *gob.Decoder
+
+	rl     readLock // held from a request's header to the end of its body
+	onRead func()   // called once a request has been read, if set
 }
 
 func newServerCodec(conn io.ReadWriteCloser) *serverCodec {
 	return &serverCodec{BatchWriter: agentrpc.NewBatchWriter(conn), dec: gob.NewDecoder(conn)}
 }
 
-func (c *serverCodec) ReadRequestHeader(r *rpc.Request) error { return c.dec.Decode(r) }
+// ReadRequestHeader takes the read lock and reads a header. net/rpc calls
+// ReadRequestBody after every header read without error; any error here
+// ends the connection, as it does for rpc.Server.
+func (c *serverCodec) ReadRequestHeader(r *rpc.Request) error {
+	if err := c.rl.lock(); err != nil {
+		return err
+	}
+	if err := c.dec.Decode(r); err != nil {
+		c.rl.end()
+		return err
+	}
+	return nil
+}
 
-func (c *serverCodec) ReadRequestBody(body any) error { return c.dec.Decode(body) }
+// ReadRequestBody reads a body (or discards it, for a nil body) and
+// releases the read lock.
+func (c *serverCodec) ReadRequestBody(body any) error {
+	err := c.dec.Decode(body)
+	c.rl.unlock()
+	if c.onRead != nil {
+		c.onRead()
+	}
+	return err
+}
 
 func (c *serverCodec) WriteResponse(r *rpc.Response, body any) error {
 	defer recycle(body)

@@ -90,7 +90,7 @@ func (s *Server) serveConn(c net.Conn, cred peercred.Cred) {
 			panic("agent: register " + name + ": " + err.Error())
 		}
 	}
-	srv.ServeCodec(newServerCodec(c))
+	serveWorkers(srv, newServerCodec(c))
 }
 
 // call is what every service method knows: the server and the context of
