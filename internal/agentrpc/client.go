@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/rpc"
 	"sync"
+	"time"
 )
 
 // ErrConnLost matches errors caused by the connection to the agent, not by
@@ -61,6 +62,16 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 	}
 	done := donePool.Get().(chan *rpc.Call)
 	call := c.rc.Go(method, args, reply, done)
+	// A context from WithTimeout is waited on through its parent and a
+	// pooled timer; any other through its Done.
+	var ctxDone <-chan struct{}
+	var expired <-chan time.Time
+	if tc, t := waitTimer(ctx); t != nil {
+		defer tc.disarm(t)
+		ctxDone, expired = tc.Context.Done(), t.C
+	} else {
+		ctxDone = ctx.Done()
+	}
 	select {
 	case <-call.Done:
 		donePool.Put(done) // empty again, and net/rpc no longer holds it
@@ -70,8 +81,13 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 			}
 		}
 		return mapErr(call.Error)
-	case <-ctx.Done():
+	case <-ctxDone:
 		return ctx.Err() // done is left to the late reply
+	case <-expired:
+		if err := ctx.Err(); err != nil {
+			return err // canceled, or the deadline passed
+		}
+		return context.DeadlineExceeded
 	}
 }
 

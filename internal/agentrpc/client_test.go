@@ -30,7 +30,7 @@ func (File) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply) error {
 	return nil
 }
 
-func serve(t *testing.T, services map[string]any) string {
+func serve(t testing.TB, services map[string]any) string {
 	t.Helper()
 	srv := rpc.NewServer()
 	for name, svc := range services {

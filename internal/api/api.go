@@ -166,7 +166,7 @@ func (s *Server) Handler() http.Handler {
 
 // call runs one agent call for u with the agent timeout.
 func (s *Server) call(r *http.Request, u backend.User, safety backend.Safety, fn func(ctx context.Context, c *agentrpc.Client) error) (backend.Endpoint, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AgentTimeout)
+	ctx, cancel := agentrpc.WithTimeout(r.Context(), s.cfg.AgentTimeout)
 	defer cancel()
 	return s.cfg.Pool.Do(ctx, u, safety, func(c *agentrpc.Client) error { return fn(ctx, c) })
 }
