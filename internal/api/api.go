@@ -112,16 +112,19 @@ func (s *Server) serveFiles(w http.ResponseWriter, r *http.Request) bool {
 	if !ok || rest != "" && rest[0] != '/' {
 		return false
 	}
-	r.SetPathValue("path", strings.TrimPrefix(rest, "/"))
+	// The path as the client sent it, after the slash that ends
+	// /api/v1/files/: an absolute or escaping path is the agent's to
+	// refuse, never silently made relative.
+	p := strings.TrimPrefix(rest, "/")
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		s.getFile(w, r)
+		s.getFile(w, r, p)
 	case http.MethodPut:
-		s.putFile(w, r)
+		s.putFile(w, r, p)
 	case http.MethodDelete:
-		s.deleteFile(w, r)
+		s.deleteFile(w, r, p)
 	case http.MethodPost:
-		s.postFile(w, r)
+		s.postFile(w, r, p)
 	default:
 		notFound(w, r)
 	}

@@ -58,7 +58,7 @@ func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) {
 	}
 	if mutating {
 		target := id.Name
-		if q := r.URL.Query().Get("user"); q != "" {
+		if q := queryValue(r, "user"); q != "" {
 			target = q
 		}
 		s.log.Info("request", "user", id.Name, "as", target, "method", r.Method, "path", r.URL.Path, "status", sr.status)
@@ -108,7 +108,7 @@ func (s *Server) target(w http.ResponseWriter, r *http.Request) (Identity, backe
 		return id, backend.User{}, false
 	}
 	name := id.Name
-	if q := r.URL.Query().Get("user"); q != "" && q != id.Name {
+	if q := queryValue(r, "user"); q != "" && q != id.Name {
 		if !id.Admin {
 			writeError(w, http.StatusForbidden, "forbidden", "only an admin may act for another user (?user=)")
 			return id, backend.User{}, false
@@ -144,3 +144,11 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// queryValue is r.URL.Query().Get(name) without parsing an empty query.
+func queryValue(r *http.Request, name string) string {
+	if r.URL.RawQuery == "" {
+		return ""
+	}
+	return r.URL.Query().Get(name)
+}

@@ -123,7 +123,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // boolParam parses a 1/0/true/false query parameter.
 func boolParam(w http.ResponseWriter, r *http.Request, name string) (bool, bool) {
-	switch v := r.URL.Query().Get(name); v {
+	switch v := queryValue(r, name); v {
 	case "", "0", "false", "no":
 		return false, true
 	case "1", "true", "yes":

@@ -27,21 +27,13 @@ const minRead = 32 << 10
 // files need no second call.
 const firstRead = 64 << 10
 
-// filePath returns the path of a files request as the client sent it, after
-// the slash that ends /api/v1/files/: an absolute or escaping path is the
-// agent's to refuse, never silently made relative.
-func filePath(r *http.Request) string {
-	return r.PathValue("path")
-}
-
 // getFile serves a file's bytes (with Range, Last-Modified and
 // If-Modified-Since through http.ServeContent) or a directory's listing.
-func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request, p string) {
 	_, u, ok := s.target(w, r)
 	if !ok {
 		return
 	}
-	p := filePath(r)
 	var first agentrpc.ReadReply
 	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		first, err = c.Read(ctx, agentrpc.ReadRequest{Path: p, Length: firstRead})
@@ -200,12 +192,11 @@ func (f *agentFile) fill(want int) error {
 // putFile replaces a file atomically with the body. ?parents=1 creates
 // missing directories, ?mode=0600 sets a new file's mode, and
 // If-None-Match: * refuses to replace an existing file (409).
-func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
+func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p string) {
 	_, u, ok := s.target(w, r)
 	if !ok {
 		return
 	}
-	p := filePath(r)
 	parents, ok := boolParam(w, r, "parents")
 	if !ok {
 		return
@@ -237,12 +228,11 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, fileOf(fi))
 }
 
-func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request, p string) {
 	_, u, ok := s.target(w, r)
 	if !ok {
 		return
 	}
-	p := filePath(r)
 	if path.Clean(p) == "." {
 		writeError(w, http.StatusBadRequest, "invalid", "refusing to delete the workspace itself")
 		return
@@ -263,12 +253,11 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 
 // postFile runs ?op=mkdir (with parents=1, mode=0755) or ?op=rename&to=NEW
 // (with no_replace=1).
-func (s *Server) postFile(w http.ResponseWriter, r *http.Request) {
+func (s *Server) postFile(w http.ResponseWriter, r *http.Request, p string) {
 	_, u, ok := s.target(w, r)
 	if !ok {
 		return
 	}
-	p := filePath(r)
 	q := r.URL.Query()
 	var fi agentrpc.FileInfo
 	var call func(ctx context.Context, c *agentrpc.Client) error
@@ -314,7 +303,7 @@ func (s *Server) postFile(w http.ResponseWriter, r *http.Request) {
 }
 
 func modeParam(w http.ResponseWriter, r *http.Request) (os.FileMode, bool) {
-	v := r.URL.Query().Get("mode")
+	v := queryValue(r, "mode")
 	if v == "" {
 		return 0, true
 	}

@@ -61,7 +61,7 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request) {
 }
 
 func offsetParam(w http.ResponseWriter, r *http.Request) (int64, bool) {
-	v := r.URL.Query().Get("offset")
+	v := queryValue(r, "offset")
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		v = id // an SSE client resuming
 	}

@@ -82,7 +82,7 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var grace time.Duration
-	if g := r.URL.Query().Get("grace"); g != "" {
+	if g := queryValue(r, "grace"); g != "" {
 		d, err := time.ParseDuration(g)
 		// The agent's limit, so that the API never accepts what it refuses.
 		if err != nil || d < 0 || d > agentrpc.MaxWait {

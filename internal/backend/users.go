@@ -26,7 +26,7 @@ type Users struct {
 	self   uint32 // the control plane's own uid, never served unless listed
 
 	mu    sync.Mutex
-	cache map[string]cachedUser
+	cache map[cacheKey]cachedUser
 }
 
 type cachedUser struct {
@@ -37,25 +37,25 @@ type cachedUser struct {
 
 // NewUsers returns a resolver applying policy.
 func NewUsers(policy config.Users) *Users {
-	return &Users{policy: policy, self: uint32(os.Getuid()), cache: map[string]cachedUser{}}
+	return &Users{policy: policy, self: uint32(os.Getuid()), cache: map[cacheKey]cachedUser{}}
 }
 
 // Lookup returns the user called name if the policy serves them.
 func (s *Users) Lookup(name string) (User, error) {
-	return s.cached("n:"+name, func() (*user.User, error) { return user.Lookup(name) })
+	return s.cached(cacheKey{byName, name}, func() (*user.User, error) { return user.Lookup(name) })
 }
 
 // LookupUID returns the user with uid if the policy serves them.
 func (s *Users) LookupUID(uid uint32) (User, error) {
 	id := strconv.FormatUint(uint64(uid), 10)
-	return s.cached("u:"+id, func() (*user.User, error) { return user.LookupId(id) })
+	return s.cached(cacheKey{byUID, id}, func() (*user.User, error) { return user.LookupId(id) })
 }
 
 // NameOf returns the name of the user with uid, whether or not the policy
 // serves them (an admin on the Unix socket may be unserved root).
 func (s *Users) NameOf(uid uint32) (string, error) {
 	id := strconv.FormatUint(uint64(uid), 10)
-	key := "name:" + id
+	key := cacheKey{nameOfUID, id}
 	s.mu.Lock()
 	c, ok := s.cache[key]
 	s.mu.Unlock()
@@ -71,7 +71,7 @@ func (s *Users) NameOf(uid uint32) (string, error) {
 	return u.Name, err
 }
 
-func (s *Users) cached(key string, lookup func() (*user.User, error)) (User, error) {
+func (s *Users) cached(key cacheKey, lookup func() (*user.User, error)) (User, error) {
 	s.mu.Lock()
 	c, ok := s.cache[key]
 	s.mu.Unlock()
@@ -83,10 +83,25 @@ func (s *Users) cached(key string, lookup func() (*user.User, error)) (User, err
 	return u, err
 }
 
+// cacheKey keys the cache by what was asked: a lookup by name needs no
+// string built, which matters on every request.
+type cacheKey struct {
+	kind cacheKind
+	s    string // user name or decimal uid
+}
+
+type cacheKind uint8
+
+const (
+	byName    cacheKind = iota // Lookup
+	byUID                      // LookupUID
+	nameOfUID                  // NameOf
+)
+
 // maxCached bounds the cache; admins can make it look up any name.
 const maxCached = 4096
 
-func (s *Users) put(key string, c cachedUser) {
+func (s *Users) put(key cacheKey, c cachedUser) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.cache) >= maxCached {
