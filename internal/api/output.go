@@ -78,7 +78,7 @@ func offsetParam(w http.ResponseWriter, r *http.Request) (int64, bool) {
 
 // readOutput reads one chunk, waiting up to wait for bytes past offset.
 func (s *Server) readOutput(ctx context.Context, u backend.User, id string, offset int64, wait time.Duration) (agentrpc.Output, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.AgentTimeout+wait)
+	ctx, cancel := agentrpc.WithTimeout(ctx, s.cfg.AgentTimeout+wait)
 	defer cancel()
 	var out agentrpc.Output
 	_, err := s.cfg.Pool.Do(ctx, u, backend.Repeatable, func(c *agentrpc.Client) (err error) {

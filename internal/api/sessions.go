@@ -93,7 +93,7 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 	}
 	var sess agentrpc.Session
 	// Stop waits for the process to end: allow the grace period on top of the usual timeout.
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AgentTimeout+grace)
+	ctx, cancel := agentrpc.WithTimeout(r.Context(), s.cfg.AgentTimeout+grace)
 	defer cancel()
 	_, err := s.cfg.Pool.Do(ctx, u, backend.Once, func(c *agentrpc.Client) (err error) {
 		sess, err = c.Stop(ctx, agentrpc.StopRequest{ID: r.PathValue("id"), Grace: grace})
