@@ -385,3 +385,26 @@ func TestStateDirInUse(t *testing.T) {
 		t.Errorf("second agent on the state dir: %v, stderr %q; want exit 1 saying it is in use", err, q.stderr)
 	}
 }
+
+func TestProcs(t *testing.T) {
+	tests := []struct {
+		env     string
+		wantN   int
+		wantSet bool
+	}{
+		{"", 1, true},   // the agent's default
+		{"4", 0, false}, // the operator's choice stands
+		{"1", 0, false},
+	}
+	for _, tt := range tests {
+		n, set := procs(func(k string) string {
+			if k == "GOMAXPROCS" {
+				return tt.env
+			}
+			return ""
+		})
+		if n != tt.wantN || set != tt.wantSet {
+			t.Errorf("procs with GOMAXPROCS=%q: got %d, %v; want %d, %v", tt.env, n, set, tt.wantN, tt.wantSet)
+		}
+	}
+}
