@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Compare a 1 KiB file GET through octo (octo dev: control plane + in-process
-# agent over its Unix socket) with nginx serving the same file, on the same
-# machine, with the same load generator (wrk), in one run.
+# Compare a 1 KiB file GET through octo with nginx serving the same file, on
+# the same machine, with the same load generator (wrk), in one run.
+#
+# Two octo arrangements are measured:
+#   dev    octo dev: the control plane and an in-process agent, over the
+#          agent's Unix socket (the README's first command)
+#   split  octo serve and octo-agent as separate processes, as systemd runs
+#          them (octo.service and octo-agent@USER.service)
+# against nginx with one worker per CPU and no access log (its fastest setup).
 #
 # Needs: go, nginx, wrk (apt-get install -y nginx wrk). Installs nothing.
-# Usage: bench/nginx-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]  (default 5s 32 5)
-# The two servers are measured alternately, ROUNDS times each; the ratio of
-# the medians is reported (a shared machine is noisy: look at every round).
-# Each round also shows each server's CPU time per request (nginx: its
-# workers; octo: the one dev process, agent included), which other load on
-# the machine disturbs less than requests/s.
+# Usage: bench/nginx-compare.sh [DURATION] [CONNECTIONS,...] [ROUNDS]
+#        (default 5s 32,128 5)
+# For each number of connections the servers are measured in turn, ROUNDS
+# times; the ratio of the medians is reported (a shared machine is noisy:
+# look at every round). Each round also shows each server's CPU time per
+# request (nginx: its workers; octo: its processes), which other load on the
+# machine disturbs less than requests/s.
 set -euo pipefail
 dur=${1:-5s}
-conns=${2:-32}
+levels=${2:-32,128}
 rounds=${3:-5}
 for tool in go nginx wrk; do
 	command -v "$tool" >/dev/null || { echo "bench: needs $tool (apt-get install -y nginx wrk)" >&2; exit 2; }
@@ -33,8 +40,9 @@ head -c 1024 /dev/urandom >"$tmp/www/1k.bin"
 chmod -R a+rX "$tmp/www"
 
 go build -o "$tmp/octo" ./octo
+go build -o "$tmp/octo-agent" ./octo-agent
 
-nport=18080 oport=18081
+nport=18080 dport=18081 sport=18082
 cat >"$tmp/nginx.conf" <<CONF
 worker_processes auto;
 pid $tmp/nginx.pid;
@@ -50,35 +58,77 @@ http {
 CONF
 nginx -c "$tmp/nginx.conf"
 
-"$tmp/octo" dev --listen 127.0.0.1:$oport --workspace "$tmp/www" --token-file "$tmp/token" >"$tmp/octo.out" 2>"$tmp/octo.err" &
+# dev: one process.
+"$tmp/octo" dev --listen 127.0.0.1:$dport --workspace "$tmp/www" --token-file "$tmp/dev.token" >"$tmp/dev.out" 2>"$tmp/dev.err" &
 pids+=($!)
-for _ in $(seq 100); do [ -s "$tmp/token" ] && curl -fs "http://127.0.0.1:$oport/healthz" >/dev/null && break; sleep 0.1; done
-token=$(cat "$tmp/token")
+dpid=$!
 
-# Both must serve the same bytes.
+# split: the agent binds the user-agent socket itself; octo serves this
+# user, listed by name (octo never serves its own user otherwise).
+me=$(id -un)
+cat >"$tmp/octo.toml" <<CONF
+[server]
+listen = "127.0.0.1:$sport"
+api_socket = ""
+state_dir = "$tmp/octo-state"
+[local]
+socket_dir = "$tmp/no-system-agents"
+user_socket = "$tmp/agent-{uid}.sock"
+[users]
+allow = ["$me"]
+CONF
+"$tmp/octo-agent" serve --socket "$tmp/agent-$(id -u).sock" --workspace "$tmp/www" --state-dir "$tmp/agent-state" --idle-timeout 0 2>"$tmp/agent.err" &
+pids+=($!)
+apid=$!
+"$tmp/octo" token create "$me" --config "$tmp/octo.toml" 2>/dev/null | tail -1 >"$tmp/split.token"
+"$tmp/octo" serve --config "$tmp/octo.toml" 2>"$tmp/serve.err" &
+pids+=($!)
+spid=$!
+
+for _ in $(seq 100); do
+	[ -s "$tmp/dev.token" ] && curl -fs "http://127.0.0.1:$dport/healthz" >/dev/null &&
+		curl -fs "http://127.0.0.1:$sport/healthz" >/dev/null && break
+	sleep 0.1
+done
+dtoken=$(cat "$tmp/dev.token") stoken=$(cat "$tmp/split.token")
+
+# All must serve the same bytes.
 cmp <(curl -fs "http://127.0.0.1:$nport/1k.bin") "$tmp/www/1k.bin"
-cmp <(curl -fs -H "Authorization: Bearer $token" "http://127.0.0.1:$oport/api/v1/files/1k.bin") "$tmp/www/1k.bin"
+cmp <(curl -fs -H "Authorization: Bearer $dtoken" "http://127.0.0.1:$dport/api/v1/files/1k.bin") "$tmp/www/1k.bin"
+cmp <(curl -fs -H "Authorization: Bearer $stoken" "http://127.0.0.1:$sport/api/v1/files/1k.bin") "$tmp/www/1k.bin"
 
 rps() { awk '/Requests\/sec/ {print $2}'; }
-# CPU time (clock ticks) used so far by the given processes: on a shared,
-# noisy machine the servers' CPU per request is steadier than requests/s.
+# CPU time (clock ticks) used so far by the given processes.
 ticks() { local s=0 p; for p in "$@"; do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$s"; }
 hz=$(getconf CLK_TCK)
 npids=$(pgrep -P "$(cat "$tmp/nginx.pid")" | tr '\n' ' ')
-opid=${pids[0]}
-echo "wrk -t2 -c$conns -d$dur, $rounds rounds, $(nproc) CPUs, 1 KiB file"
-ns=() os=()
-for r in $(seq "$rounds"); do
-	t0=$(ticks $npids)
-	n=$(wrk -t2 -c"$conns" -d"$dur" "http://127.0.0.1:$nport/1k.bin" | rps)
-	t1=$(ticks $npids)
-	u0=$(ticks "$opid")
-	o=$(wrk -t2 -c"$conns" -d"$dur" -H "Authorization: Bearer $token" "http://127.0.0.1:$oport/api/v1/files/1k.bin" | rps)
-	u1=$(ticks "$opid")
-	ns+=("$n") os+=("$o")
-	awk -v r="$r" -v n="$n" -v o="$o" -v nt=$((t1 - t0)) -v ot=$((u1 - u0)) -v hz="$hz" -v d="${dur%s}" \
-		'BEGIN { printf "round %d: nginx %8.0f req/s %5.1f us CPU/req  octo %8.0f req/s %5.1f us CPU/req  ratio %.2f\n", r, n, nt/hz/(n*d)*1e6, o, ot/hz/(o*d)*1e6, o/n }'
-done
+# measure URL TOKEN CONNS PIDS...: one wrk run; prints "req/s us-CPU-per-req".
+measure() {
+	local url=$1 token=$2 conns=$3; shift 3
+	local t0 t1 r
+	t0=$(ticks "$@")
+	if [ -n "$token" ]; then
+		r=$(wrk -t2 -c"$conns" -d"$dur" -H "Authorization: Bearer $token" "$url" | rps)
+	else
+		r=$(wrk -t2 -c"$conns" -d"$dur" "$url" | rps)
+	fi
+	t1=$(ticks "$@")
+	awk -v r="$r" -v t=$((t1 - t0)) -v hz="$hz" -v d="${dur%s}" 'BEGIN { printf "%.0f %.1f\n", r, t/hz/(r*d)*1e6 }'
+}
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-nm=$(median "${ns[@]}") om=$(median "${os[@]}")
-awk -v n="$nm" -v o="$om" 'BEGIN { printf "median: nginx %.0f req/s, octo %.0f req/s, octo/nginx = %.2f (target >= 0.50)\n", n, o, o/n; exit (o/n >= 0.5 ? 0 : 1) }'
+
+echo "wrk -t2 -d$dur, $rounds rounds per level, $(nproc) CPUs, 1 KiB file"
+for conns in ${levels//,/ }; do
+	echo "-- $conns connections"
+	ns=() ds=() ss=()
+	for r in $(seq "$rounds"); do
+		read -r n nc < <(measure "http://127.0.0.1:$nport/1k.bin" "" "$conns" $npids)
+		read -r d dc < <(measure "http://127.0.0.1:$dport/api/v1/files/1k.bin" "$dtoken" "$conns" "$dpid")
+		read -r s sc < <(measure "http://127.0.0.1:$sport/api/v1/files/1k.bin" "$stoken" "$conns" "$spid" "$apid")
+		ns+=("$n") ds+=("$d") ss+=("$s")
+		awk -v r="$r" -v n="$n" -v nc="$nc" -v d="$d" -v dc="$dc" -v s="$s" -v sc="$sc" \
+			'BEGIN { printf "round %d: nginx %6.0f req/s %5.1f us/req | dev %6.0f req/s %5.1f us/req %.2f | split %6.0f req/s %5.1f us/req %.2f\n", r, n, nc, d, dc, d/n, s, sc, s/n }'
+	done
+	awk -v n="$(median "${ns[@]}")" -v d="$(median "${ds[@]}")" -v s="$(median "${ss[@]}")" -v c="$conns" \
+		'BEGIN { printf "median at %d connections: nginx %.0f req/s; dev %.0f req/s, %.2f of nginx; split %.0f req/s, %.2f of nginx (target >= 0.50)\n", c, n, d, d/n, s, s/n }'
+done
