@@ -15,7 +15,9 @@ import (
 // The result is a complete context: the first use of its Done (by a dialer,
 // or a context derived from it) creates the context.WithTimeout equivalent,
 // which cancel releases. Call cancel when done, as with the standard
-// function; it also interrupts a Client.Call waiting on the context.
+// function; it also interrupts a Client.Call waiting on the context. One
+// difference remains: until Done is asked for, context.Cause reports the
+// parent's cause, not this context's deadline.
 func WithTimeout(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	c := &timeoutCtx{Context: parent, deadline: time.Now().Add(d)}
 	return c, c.cancel
