@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/gob"
 	"io"
 	"net/rpc"
 	"sync"
@@ -30,19 +29,18 @@ func putChunk(b []byte) {
 	chunkPool.Put(&b)
 }
 
-// serverCodec is net/rpc's gob server codec (same wire format) that writes
-// replies through an agentrpc.BatchWriter and gives reply buffers back to
-// chunkPool once they are encoded.
+// serverCodec is agentrpc's server codec, which the connection's workers
+// share (see workers.go): a read lock keeps each request's header and body
+// together, and reply buffers go back to chunkPool once encoded.
 type serverCodec struct {
-	*agentrpc.BatchWriter // writes replies; Close closes the connection
-	dec                   *gob.Decoder
+	*agentrpc.ServerCodec
 
 	rl     readLock // held from a request's header to the end of its body
 	onRead func()   // called once a request has been read, if set
 }
 
 func newServerCodec(conn io.ReadWriteCloser) *serverCodec {
-	return &serverCodec{BatchWriter: agentrpc.NewBatchWriter(conn), dec: gob.NewDecoder(conn)}
+	return &serverCodec{ServerCodec: agentrpc.NewServerCodec(conn)}
 }
 
 // ReadRequestHeader takes the read lock and reads a header. net/rpc calls
@@ -52,8 +50,8 @@ func (c *serverCodec) ReadRequestHeader(r *rpc.Request) error {
 	if err := c.rl.lock(); err != nil {
 		return err
 	}
-	if err := c.dec.Decode(r); err != nil {
-		c.rl.end()
+	if err := c.ServerCodec.ReadRequestHeader(r); err != nil {
+		c.rl.end(err)
 		return err
 	}
 	return nil
@@ -62,7 +60,7 @@ func (c *serverCodec) ReadRequestHeader(r *rpc.Request) error {
 // ReadRequestBody reads a body (or discards it, for a nil body) and
 // releases the read lock.
 func (c *serverCodec) ReadRequestBody(body any) error {
-	err := c.dec.Decode(body)
+	err := c.ServerCodec.ReadRequestBody(body)
 	c.rl.unlock()
 	if c.onRead != nil {
 		c.onRead()
@@ -72,7 +70,7 @@ func (c *serverCodec) ReadRequestBody(body any) error {
 
 func (c *serverCodec) WriteResponse(r *rpc.Response, body any) error {
 	defer recycle(body)
-	return c.Write(r, body)
+	return c.ServerCodec.WriteResponse(r, body)
 }
 
 // recycle returns the data buffer of a written reply to the pool. net/rpc

@@ -66,7 +66,7 @@ func (s *Server) acceptLoop(ln net.Listener, conns *connSet) error {
 }
 
 // sockBuffer is the send buffer asked for each connection: a full read
-// chunk plus gob framing.
+// chunk plus its framing.
 const sockBuffer = 2 << 20
 
 // isTemporary reports accept errors worth retrying (out of file descriptors,
@@ -90,7 +90,11 @@ func (s *Server) serveConn(c net.Conn, cred peercred.Cred) {
 			panic("agent: register " + name + ": " + err.Error())
 		}
 	}
-	serveWorkers(srv, newServerCodec(c))
+	codec := newServerCodec(c)
+	serveWorkers(srv, codec)
+	if errors.Is(codec.rl.err, agentrpc.ErrPreamble) {
+		s.log.Warn("peer denied: it does not speak this agent's protocol (an older or newer octo?)", "pid", cred.PID, "uid", cred.UID)
+	}
 }
 
 // call is what every service method knows: the server and the context of

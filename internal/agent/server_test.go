@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/rpc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -398,4 +399,36 @@ func TestStateDirLocked(t *testing.T) {
 	}
 	_, stop2 := runServer(t, cfg)
 	stop2()
+}
+
+// A client speaking net/rpc's stock gob protocol (or an older octo) is
+// refused with one log line saying why; the agent serves the next client.
+func TestAgentRefusesOtherProtocol(t *testing.T) {
+	logs := &syncBuffer{}
+	sock, _ := agenttest.StartServer(t, agent.Config{Workspace: t.TempDir(), Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	gc, err := rpc.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	call := gc.Go(agentrpc.MethodInfo, &agentrpc.Empty{}, new(agentrpc.Info), nil)
+	select {
+	case <-call.Done:
+		if call.Error == nil {
+			t.Fatal("gob client: Agent.Info succeeded, want the connection refused")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("gob client: no answer in 10s, want the connection closed")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "does not speak this agent's protocol") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line about the protocol; logs:\n%s", logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := dial(t, sock)
+	if _, err := c.Info(ctxT(t)); err != nil {
+		t.Fatalf("octo client after the refusal: %v", err)
+	}
 }

@@ -101,6 +101,7 @@ func (p *workerPool) readDone() {
 type readLock struct {
 	mu    sync.Mutex
 	ended atomic.Bool
+	err   error // what ended it, set before ended
 }
 
 // lock takes the read lock, or returns io.EOF without it once the
@@ -116,8 +117,9 @@ func (l *readLock) lock() error {
 
 func (l *readLock) unlock() { l.mu.Unlock() }
 
-// end marks the connection over and releases the lock.
-func (l *readLock) end() {
+// end marks the connection over because of err and releases the lock.
+func (l *readLock) end(err error) {
+	l.err = err
 	l.ended.Store(true)
 	l.mu.Unlock()
 }

@@ -1,12 +1,14 @@
 package agent
 
 import (
-	"errors"
+	"context"
 	"net"
 	"net/rpc"
 	"sync"
 	"testing"
 	"time"
+
+	"octo/internal/agentrpc"
 )
 
 // Gate is a service whose Wait calls block until the gate opens.
@@ -28,8 +30,8 @@ func (g *Gate) Echo(n *int, reply *int) error {
 }
 
 // startPool serves a Gate through a worker pool on one end of a socket
-// pair and returns a net/rpc client (its stock gob codec) on the other.
-func startPool(t *testing.T) (*Gate, *rpc.Client, *workerPool, <-chan struct{}) {
+// pair and returns an agentrpc client on the other.
+func startPool(t *testing.T) (*Gate, *agentrpc.Client, *workerPool, <-chan struct{}) {
 	t.Helper()
 	g := &Gate{open: make(chan struct{})}
 	srv := rpc.NewServer()
@@ -40,7 +42,7 @@ func startPool(t *testing.T) (*Gate, *rpc.Client, *workerPool, <-chan struct{}) 
 	p := newWorkerPool(srv, newServerCodec(a))
 	served := make(chan struct{})
 	go func() { p.serve(); close(served) }()
-	c := rpc.NewClient(b)
+	c := agentrpc.NewClient(b)
 	t.Cleanup(func() { c.Close() })
 	return g, c, p, served
 }
@@ -70,9 +72,10 @@ func TestWorkerPoolBlockedCallsDoNotStall(t *testing.T) {
 	g, c, p, _ := startPool(t)
 	const blocked = 3 * maxIdleWorkers
 	g.waiting.Add(blocked)
-	var calls []*rpc.Call
-	for range blocked {
-		calls = append(calls, c.Go("Gate.Wait", new(int), new(int), nil))
+	var calls []chan error
+	replies := make([]int, blocked)
+	for i := range blocked {
+		calls = append(calls, goCall(c, "Gate.Wait", new(int), &replies[i]))
 	}
 	waitWithin(t, &g.waiting) // all are running at once, each in its own worker
 	for i := range 20 {
@@ -83,9 +86,8 @@ func TestWorkerPoolBlockedCallsDoNotStall(t *testing.T) {
 	}
 	close(g.open)
 	for i, call := range calls {
-		<-call.Done
-		if call.Error != nil || *call.Reply.(*int) != 1 {
-			t.Fatalf("blocked call %d: got %v, %v; want 1, nil", i, *call.Reply.(*int), call.Error)
+		if err := <-call; err != nil || replies[i] != 1 {
+			t.Fatalf("blocked call %d: got %d, %v; want 1, nil", i, replies[i], err)
 		}
 	}
 	// Idle workers beyond the bound exit as their calls end.
@@ -109,8 +111,8 @@ func TestWorkerPoolBlockedCallsDoNotStall(t *testing.T) {
 func TestWorkerPoolEndsAfterCallsInFlight(t *testing.T) {
 	g, c, p, served := startPool(t)
 	g.waiting.Add(2)
-	c.Go("Gate.Wait", new(int), new(int), nil)
-	c.Go("Gate.Wait", new(int), new(int), nil)
+	goCall(c, "Gate.Wait", new(int), new(int))
+	goCall(c, "Gate.Wait", new(int), new(int))
 	waitWithin(t, &g.waiting)
 	c.Close()
 	select {
@@ -135,7 +137,7 @@ func TestWorkerPoolEndsAfterCallsInFlight(t *testing.T) {
 // connection goes on, as with rpc.Server.ServeCodec.
 func TestWorkerPoolBadMethodKeepsConnection(t *testing.T) {
 	_, c, _, _ := startPool(t)
-	if err := c.Call("Gate.Nope", new(int), new(int)); err == nil {
+	if err := callWithin(c, "Gate.Nope", new(int), new(int)); err == nil {
 		t.Fatal("Gate.Nope: got nil error, want one")
 	}
 	n := 7
@@ -147,14 +149,17 @@ func TestWorkerPoolBadMethodKeepsConnection(t *testing.T) {
 
 // callWithin is c.Call that gives up after 10 s, so that a stalled
 // connection fails the test instead of hanging it.
-func callWithin(c *rpc.Client, method string, args, reply any) error {
-	call := c.Go(method, args, reply, nil)
-	select {
-	case <-call.Done:
-		return call.Error
-	case <-time.After(10 * time.Second):
-		return errors.New(method + ": no reply in 10s")
-	}
+func callWithin(c *agentrpc.Client, method string, args, reply any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return c.Call(ctx, method, args, reply)
+}
+
+// goCall starts a call and returns where its error will arrive.
+func goCall(c *agentrpc.Client, method string, args, reply any) chan error {
+	errc := make(chan error, 1)
+	go func() { errc <- c.Call(context.Background(), method, args, reply) }()
+	return errc
 }
 
 func waitWithin(t *testing.T, wg *sync.WaitGroup) {

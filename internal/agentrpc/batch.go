@@ -2,55 +2,65 @@ package agentrpc
 
 import (
 	"bufio"
-	"encoding/gob"
+	"encoding/binary"
 	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
 )
 
-// BatchWriter writes net/rpc's gob messages (a header, then a body) to a
-// connection from one flusher goroutine: messages encoded while it is busy
-// or waiting for its turn leave together in one write, and a lone message
-// leaves as soon as the flusher runs. Both ends of the protocol write
-// through it (the client its requests, the agent its replies); the wire
-// format is net/rpc's own.
-type BatchWriter struct {
+// batchWriter writes frames to a connection from one flusher goroutine:
+// frames built while it is busy or waiting for its turn leave together in
+// one write, and a lone frame leaves as soon as the flusher runs. Both ends
+// of the protocol write through it (the client its requests, the agent its
+// replies).
+type batchWriter struct {
 	rwc io.ReadWriteCloser
 
-	mu     sync.Mutex // guards enc and buf
-	enc    *gob.Encoder
-	buf    *bufio.Writer
-	closed atomic.Bool
+	mu      sync.Mutex // guards buf and scratch, and orders frames
+	buf     *bufio.Writer
+	scratch []byte // reused to build frames
+	closed  atomic.Bool
 
-	kick chan struct{} // capacity 1: buf holds messages to flush
+	kick chan struct{} // capacity 1: buf holds frames to flush
 	done chan struct{} // closed by Close
 }
 
-// NewBatchWriter returns a writer for rwc and starts its flusher, which runs
-// until Close.
-func NewBatchWriter(rwc io.ReadWriteCloser) *BatchWriter {
+// newBatchWriter returns a writer for rwc that first sends preamble, and
+// starts its flusher, which runs until Close.
+func newBatchWriter(rwc io.ReadWriteCloser, preamble string) *batchWriter {
 	buf := bufio.NewWriterSize(rwc, 64<<10)
-	w := &BatchWriter{rwc: rwc, enc: gob.NewEncoder(buf), buf: buf,
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	buf.WriteString(preamble)
+	w := &batchWriter{rwc: rwc, buf: buf, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go w.flusher()
 	return w
 }
 
-// Write encodes header and body and schedules them to be sent. If gob cannot
-// encode them (a bug), what is complete is sent and the connection closed,
-// as net/rpc's own codec does: the stream may hold half a message.
-func (w *BatchWriter) Write(header, body any) error {
+// maxScratch is the largest frame buffer kept for reuse.
+const maxScratch = 256 << 10
+
+// writeFrame builds a frame with build, which appends it to the slice it is
+// given and may return bulk data to send after it, and schedules the frame
+// to be sent. build runs under the writer's lock, so frames leave in the
+// order they were built (gob's type definitions depend on it). If build
+// fails (a body gob cannot encode: a bug), nothing of the frame is sent and
+// the connection is closed, as net/rpc's own codec does.
+func (w *batchWriter) writeFrame(build func([]byte) (frame, tail []byte, err error)) error {
 	w.mu.Lock()
-	err := w.enc.Encode(header)
-	if err == nil {
-		err = w.enc.Encode(body)
-	}
+	b, tail, err := build(w.scratch[:0])
 	if err != nil {
-		w.buf.Flush()
 		w.mu.Unlock()
 		w.Close()
 		return err
+	}
+	var n [binary.MaxVarintLen64]byte
+	w.buf.Write(binary.AppendUvarint(n[:0], uint64(len(b)+len(tail))))
+	w.buf.Write(b)
+	w.buf.Write(tail) // a large tail goes straight to the connection
+	if cap(b) <= maxScratch {
+		w.scratch = b[:0]
+	} else {
+		w.scratch = nil
 	}
 	w.mu.Unlock()
 	select {
@@ -62,7 +72,7 @@ func (w *BatchWriter) Write(header, body any) error {
 
 // flusher writes encoded messages until Close. It yields once before each
 // write so that calls already running may add theirs.
-func (w *BatchWriter) flusher() {
+func (w *batchWriter) flusher() {
 	for {
 		select {
 		case <-w.done:
@@ -82,7 +92,7 @@ func (w *BatchWriter) flusher() {
 
 // Close closes the connection once, without waiting for a flush in
 // progress (which the close ends).
-func (w *BatchWriter) Close() error {
+func (w *batchWriter) Close() error {
 	if !w.closed.CompareAndSwap(false, true) {
 		return nil
 	}

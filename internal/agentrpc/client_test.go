@@ -43,7 +43,7 @@ func serve(t testing.TB, services map[string]any) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go srv.Accept(ln)
+	go agentrpc.Accept(srv, ln)
 	return ln.Addr().String()
 }
 

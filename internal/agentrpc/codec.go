@@ -2,74 +2,284 @@ package agentrpc
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/rpc"
 	"sync/atomic"
 )
 
-// clientCodec is net/rpc's gob client codec (the same wire format) that
-// writes requests through a BatchWriter and bounds each reply.
+// The wire format. A client starts its connection with Preamble; then each
+// request and reply is a frame: a uvarint length, then
+//
+//	kind      1 byte: 'q' request, 'r' reply
+//	seq       uvarint, net/rpc's sequence number
+//	method    uvarint length + bytes
+//	error     uvarint length + bytes (replies only; empty on success)
+//	encoding  1 byte: 'w' hand-encoded body (wire.go), 'g' gob
+//	body
+//
+// Gob bodies are the output of one gob.Encoder per connection direction, so
+// a type's definition travels once, in the first frame that uses it.
+
+// Preamble opens every client connection: an agent speaking another version
+// of the protocol closes the connection instead of misreading it.
+const Preamble = "octo-agentrpc/2\n"
+
+// MaxRequestSize bounds one request frame: the largest, File.Write, carries
+// MaxWriteSize bytes of data.
+const MaxRequestSize = MaxWriteSize + 1<<20
+
+// MaxReplySize bounds one reply frame from an agent. The largest legitimate
+// replies, a File.Read chunk or a long directory listing, are far below it;
+// an agent sending more is broken or hostile, and its connection is closed
+// rather than let it exhaust the control plane's memory.
+const MaxReplySize = MaxWriteSize + 1<<20
+
+// ErrBadReply matches errors caused by an agent reply the client refused
+// (over MaxReplySize, or malformed); the connection is closed.
+var ErrBadReply = errors.New("bad agent reply")
+
+const (
+	kindRequest = 'q'
+	kindReply   = 'r'
+	encWire     = 'w'
+	encGob      = 'g'
+)
+
+// reuseFrame is the largest frame read into the reader's reused buffer.
+// Bigger frames get a buffer of their own, into which their bodies' byte
+// slices point instead of being copied.
+const reuseFrame = 64 << 10
+
+// frameReader reads frames from a connection.
+type frameReader struct {
+	br   *bufio.Reader
+	max  uint64
+	buf  []byte
+	body wireReader // the current frame's body
+
+	gobIn  *bytes.Reader
+	gobDec *gob.Decoder
+}
+
+func newFrameReader(r io.Reader, max uint64) *frameReader {
+	in := bytes.NewReader(nil)
+	return &frameReader{br: bufio.NewReaderSize(r, 64<<10), max: max, gobIn: in, gobDec: gob.NewDecoder(in)}
+}
+
+// errTooBig is returned by next for a frame over the reader's limit.
+type errTooBig struct{ n, max uint64 }
+
+func (e *errTooBig) Error() string {
+	return fmt.Sprintf("message of %d bytes is over the limit of %d bytes", e.n, e.max)
+}
+
+// next reads a frame of the given kind and returns its header.
+func (f *frameReader) next(kind byte) (seq uint64, method, errText string, err error) {
+	n, err := binary.ReadUvarint(f.br)
+	if err != nil {
+		if errors.Is(err, io.EOF) && f.br.Buffered() == 0 {
+			return 0, "", "", io.EOF
+		}
+		return 0, "", "", err
+	}
+	if n > f.max {
+		return 0, "", "", &errTooBig{n, f.max}
+	}
+	var buf []byte
+	alias := n > reuseFrame
+	if alias {
+		buf = make([]byte, n)
+	} else {
+		if uint64(cap(f.buf)) < n {
+			f.buf = make([]byte, max(n, 4<<10))
+		}
+		buf = f.buf[:n]
+	}
+	if _, err := io.ReadFull(f.br, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, "", "", err
+	}
+	r := wireReader{b: buf}
+	if len(r.b) == 0 || r.b[0] != kind {
+		return 0, "", "", fmt.Errorf("%w: frame of kind %q, want %q", errBadWire, r.b[:min(len(r.b), 1)], kind)
+	}
+	r.b = r.b[1:]
+	seq = r.uvarint()
+	method = internMethod(r.next())
+	if kind == kindReply {
+		errText = r.string()
+	}
+	if r.err != nil {
+		return 0, "", "", r.err
+	}
+	f.body = wireReader{b: r.b, alias: alias}
+	return seq, method, errText, nil
+}
+
+// readBody decodes the current frame's body into body (nil discards it).
+func (f *frameReader) readBody(body any) error {
+	r := f.body
+	f.body = wireReader{}
+	if len(r.b) == 0 {
+		return fmt.Errorf("%w: no body", errBadWire)
+	}
+	enc := r.b[0]
+	r.b = r.b[1:]
+	switch enc {
+	case encWire:
+		if body == nil {
+			return nil
+		}
+		wb, ok := body.(wireBody)
+		if !ok {
+			return fmt.Errorf("%w: hand-encoded body for %T", errBadWire, body)
+		}
+		wb.readWire(&r)
+		return r.done()
+	case encGob:
+		// Even a discarded gob body is decoded: it may define types.
+		f.gobIn.Reset(r.b)
+		if err := f.gobDec.Decode(body); err != nil {
+			return err
+		}
+		if f.gobIn.Len() != 0 {
+			return fmt.Errorf("%w: %d bytes after the gob body", errBadWire, f.gobIn.Len())
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: body encoding %q", errBadWire, enc)
+}
+
+// frameWriter builds frames; its gob encoder must only run under the
+// batchWriter's lock (in writeFrame's build).
+type frameWriter struct {
+	out    *batchWriter
+	gobOut appendWriter
+	gobEnc *gob.Encoder
+}
+
+func newFrameWriter(w *batchWriter) *frameWriter {
+	fw := &frameWriter{out: w}
+	fw.gobEnc = gob.NewEncoder(&fw.gobOut)
+	return fw
+}
+
+// appendWriter appends what gob writes to b.
+type appendWriter struct{ b []byte }
+
+func (a *appendWriter) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
+}
+
+func (fw *frameWriter) write(kind byte, seq uint64, method string, errText string, body any) error {
+	return fw.out.writeFrame(func(b []byte) ([]byte, []byte, error) {
+		b = append(b, kind)
+		b = binary.AppendUvarint(b, seq)
+		b = appendString(b, method)
+		if kind == kindReply {
+			b = appendString(b, errText)
+		}
+		if wb, ok := body.(wireBody); ok {
+			b = wb.appendWire(append(b, encWire))
+			tail := wb.wireTail()
+			if len(tail) < copyTail {
+				return append(b, tail...), nil, nil
+			}
+			return b, tail, nil
+		}
+		fw.gobOut.b = append(b, encGob)
+		err := fw.gobEnc.Encode(body)
+		b, fw.gobOut.b = fw.gobOut.b, nil
+		return b, nil, err
+	})
+}
+
+// copyTail is the size from which a body's bulk data is written from where
+// it is instead of being copied into the frame.
+const copyTail = 32 << 10
+
+// internMethod returns b as a string, without allocating for the
+// protocol's method names.
+func internMethod(b []byte) string {
+	if s, ok := methodNames[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
+
+var methodNames = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{MethodInfo, MethodSessionStart, MethodSessionList, MethodSessionGet,
+		MethodSessionStop, MethodSessionSignal, MethodSessionResize, MethodSessionInput,
+		MethodSessionClose, MethodSessionOutput, MethodFileStat, MethodFileList, MethodFileRead,
+		MethodFileWrite, MethodFileMkdir, MethodFileRemove, MethodFileRename} {
+		m[s] = s
+	}
+	return m
+}()
+
+// clientCodec is the client's side of the wire format: it writes requests
+// through a batchWriter and refuses replies over MaxReplySize.
 type clientCodec struct {
-	*BatchWriter // writes requests; Close closes the connection
-	dec          *gob.Decoder
-	lim          *replyLimiter // what dec reads, at most MaxReplySize per reply
+	*batchWriter // Close closes the connection
+	fw           *frameWriter
+	fr           *frameReader
+	badReply     atomic.Pointer[replyError]
 }
 
 func newClientCodec(conn io.ReadWriteCloser) *clientCodec {
-	lim := &replyLimiter{r: bufio.NewReader(conn)}
-	return &clientCodec{BatchWriter: NewBatchWriter(conn), dec: gob.NewDecoder(lim), lim: lim}
+	w := newBatchWriter(conn, Preamble)
+	return &clientCodec{batchWriter: w, fw: newFrameWriter(w), fr: newFrameReader(conn, MaxReplySize)}
 }
 
-func (c *clientCodec) WriteRequest(r *rpc.Request, body any) error { return c.Write(r, body) }
+func (c *clientCodec) WriteRequest(r *rpc.Request, body any) error {
+	return c.fw.write(kindRequest, r.Seq, r.ServiceMethod, "", body)
+}
 
-// ReadResponseHeader starts a reply: the header and the body that follows
-// it may take MaxReplySize bytes together.
 func (c *clientCodec) ReadResponseHeader(r *rpc.Response) error {
-	c.lim.left = MaxReplySize
-	return c.checked(c.dec.Decode(r))
+	seq, method, errText, err := c.fr.next(kindReply)
+	if err != nil {
+		return c.refuse(err)
+	}
+	r.Seq, r.ServiceMethod, r.Error = seq, method, errText
+	return nil
 }
 
-func (c *clientCodec) ReadResponseBody(body any) error { return c.checked(c.dec.Decode(body)) }
+func (c *clientCodec) ReadResponseBody(body any) error { return c.refuse(c.fr.readBody(body)) }
 
-// checked closes the connection when a reply broke the limit: the agent
-// misbehaves, and the rest of the stream cannot be trusted.
-func (c *clientCodec) checked(err error) error {
-	if err != nil && c.lim.err != nil {
-		c.Close()
-		return c.lim.err
+// refuse closes the connection when a reply was over the limit or
+// malformed: the agent misbehaves, and the rest of the stream cannot be
+// trusted. It returns err, or the ErrBadReply error that replaces it.
+func (c *clientCodec) refuse(err error) error {
+	var tb *errTooBig
+	switch {
+	case errors.As(err, &tb):
+		err = &replyError{fmt.Sprintf("agent reply over the limit of %d bytes; connection closed", MaxReplySize)}
+	case errors.Is(err, errBadWire):
+		err = &replyError{"malformed agent reply; connection closed: " + err.Error()}
+	default:
+		return err
 	}
+	c.badReply.CompareAndSwap(nil, err.(*replyError))
+	c.Close()
 	return err
 }
 
 // replyErr is the error that ended the connection because of a bad reply, or nil.
 func (c *clientCodec) replyErr() error {
-	if e := c.lim.errOnce.Load(); e != nil {
+	if e := c.badReply.Load(); e != nil {
 		return e
 	}
 	return nil
-}
-
-// MaxReplySize bounds one reply (header and body) from an agent. The largest
-// legitimate replies, a File.Read chunk or a long directory listing, are far
-// below it; an agent sending more is broken or hostile, and its connection
-// is closed rather than let it exhaust the control plane's memory.
-const MaxReplySize = MaxWriteSize + 1<<20
-
-// ErrBadReply matches errors caused by an agent reply the client refused
-// (over MaxReplySize); the connection is closed.
-var ErrBadReply = errors.New("bad agent reply")
-
-// replyLimiter lets the gob decoder read at most left bytes. It is an
-// io.ByteReader, so gob reads through it without buffering of its own and
-// the count is exact.
-type replyLimiter struct {
-	r       *bufio.Reader
-	left    int64
-	err     error // set by the reader goroutine when the limit was hit
-	errOnce atomic.Pointer[replyError]
 }
 
 type replyError struct{ msg string }
@@ -77,34 +287,70 @@ type replyError struct{ msg string }
 func (e *replyError) Error() string        { return e.msg }
 func (e *replyError) Is(target error) bool { return target == ErrBadReply }
 
-func (l *replyLimiter) tooBig() error {
-	if l.err == nil {
-		e := &replyError{fmt.Sprintf("agent reply over the limit of %d bytes; connection closed", MaxReplySize)}
-		l.err = e
-		l.errOnce.Store(e)
-	}
-	return l.err
+// ServerCodec is the agent's side of the wire format, for
+// rpc.Server.ServeCodec or ServeRequest. It refuses requests over
+// MaxRequestSize and connections that do not start with Preamble.
+// ReadRequestHeader and ReadRequestBody must not be called concurrently;
+// WriteResponse may be.
+type ServerCodec struct {
+	*batchWriter // Close closes the connection
+	fw           *frameWriter
+	fr           *frameReader
+	greeted      bool
 }
 
-func (l *replyLimiter) Read(p []byte) (int, error) {
-	if l.left <= 0 {
-		return 0, l.tooBig()
-	}
-	if int64(len(p)) > l.left {
-		p = p[:l.left]
-	}
-	n, err := l.r.Read(p)
-	l.left -= int64(n)
-	return n, err
+// NewServerCodec returns a codec serving conn, which it owns from then on.
+func NewServerCodec(conn io.ReadWriteCloser) *ServerCodec {
+	w := newBatchWriter(conn, "")
+	return &ServerCodec{batchWriter: w, fw: newFrameWriter(w), fr: newFrameReader(conn, MaxRequestSize)}
 }
 
-func (l *replyLimiter) ReadByte() (byte, error) {
-	if l.left <= 0 {
-		return 0, l.tooBig()
+// ErrPreamble reports a client that did not start with Preamble: another
+// version of the protocol, or not octo at all.
+var ErrPreamble = errors.New("client does not speak " + Preamble[:len(Preamble)-1])
+
+func (c *ServerCodec) ReadRequestHeader(r *rpc.Request) error {
+	if !c.greeted {
+		var p [len(Preamble)]byte
+		if _, err := io.ReadFull(c.fr.br, p[:]); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return ErrPreamble
+			}
+			return err
+		}
+		if string(p[:]) != Preamble {
+			return ErrPreamble
+		}
+		c.greeted = true
 	}
-	b, err := l.r.ReadByte()
-	if err == nil {
-		l.left--
+	seq, method, _, err := c.fr.next(kindRequest)
+	if err != nil {
+		return err
 	}
-	return b, err
+	r.Seq, r.ServiceMethod = seq, method
+	return nil
+}
+
+func (c *ServerCodec) ReadRequestBody(body any) error { return c.fr.readBody(body) }
+
+func (c *ServerCodec) WriteResponse(r *rpc.Response, body any) error {
+	return c.fw.write(kindReply, r.Seq, r.ServiceMethod, r.Error, body)
+}
+
+// ServeConn serves srv on conn with the agent's wire format until the
+// client hangs up, as rpc.Server.ServeConn does with gob.
+func ServeConn(srv *rpc.Server, conn io.ReadWriteCloser) {
+	srv.ServeCodec(NewServerCodec(conn))
+}
+
+// Accept serves srv on every connection ln accepts until ln is closed, as
+// rpc.Server.Accept does with gob.
+func Accept(srv *rpc.Server, ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go ServeConn(srv, conn)
+	}
 }

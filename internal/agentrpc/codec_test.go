@@ -35,7 +35,7 @@ func echoClient(t *testing.T) *agentrpc.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go srv.Accept(ln)
+	go agentrpc.Accept(srv, ln)
 	c, err := agentrpc.Dial(context.Background(), "unix", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,6 @@
 // Package agentrpc is the octo agent's net/rpc protocol: request and reply
-// types, error codes, limits and a typed client.
+// types, error codes, limits, the codecs of its wire format and a typed
+// client.
 package agentrpc
 
 import (

@@ -42,7 +42,7 @@ func (h *harness) replaceAgentService(name, service string, rcvr any) {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { ln.Close() })
-	go srv.Accept(ln)
+	go agentrpc.Accept(srv, ln)
 	os.Remove(filepath.Join(h.socketDir, "agent-"+name+".sock"))
 	h.linkAgent(name, ln.Addr().String())
 }

@@ -298,7 +298,7 @@ func TestPoolRefusesHugeReply(t *testing.T) {
 				return
 			}
 			accepted.Add(1)
-			go srv.ServeConn(c)
+			go agentrpc.ServeConn(srv, c)
 		}
 	}()
 	p := localPool(t, dir)
