@@ -88,6 +88,16 @@ start_service() {
 		log "restarting the podman service for the new configuration"
 		for _ in $(seq 1 50); do ping || break; sleep 0.1; done
 	fi
+	# A service left by an earlier run whose working directory was deleted
+	# (a CI clone removed since) answers pings, but conmon fails to start
+	# containers ("Failed to get working directory"): start a new one.
+	for pidfile in "$ci_dir/podman.pid" "$ci_dir/docker.pid"; do
+		if [ -s "$pidfile" ] && [[ "$(readlink "/proc/$(cat "$pidfile")/cwd" 2>/dev/null)" == *"(deleted)" ]]; then
+			log "restarting the $engine service: its working directory was deleted"
+			kill "$(cat "$pidfile")" 2>/dev/null || true
+			for _ in $(seq 1 50); do ping || break; sleep 0.1; done
+		fi
+	done
 	if ping; then
 		log "engine already answers on $sock"
 		return
@@ -96,13 +106,15 @@ start_service() {
 	if [ "$engine" = docker ]; then
 		log "starting dockerd on $sock"
 		# Only --network none is used: no bridge, no iptables.
-		setsid nohup dockerd -H "unix://$sock" --data-root /var/lib/octo-ci-docker \
+		# From /: the service and the containers it starts must not hold a
+		# CI clone's directory, which may be deleted while they run.
+		(cd / && exec setsid nohup dockerd -H "unix://$sock" --data-root /var/lib/octo-ci-docker \
 			--exec-root "$ci_dir/docker-exec" --pidfile "$ci_dir/docker.pid" \
 			--iptables=false --ip-masq=false --bridge=none --containerd-namespace octo-ci \
-			</dev/null >"$ci_dir/docker.log" 2>&1 &
+			</dev/null >"$ci_dir/docker.log" 2>&1) &
 	else
 		log "starting podman system service on $sock"
-		setsid nohup podman system service --time=0 "unix://$sock" </dev/null >"$ci_dir/podman.log" 2>&1 &
+		(cd / && exec setsid nohup podman system service --time=0 "unix://$sock" </dev/null >"$ci_dir/podman.log" 2>&1) &
 		echo $! >"$ci_dir/podman.pid"
 	fi
 	for _ in $(seq 1 300); do

@@ -81,11 +81,8 @@ func (e *errTooBig) Error() string {
 
 // next reads a frame of the given kind and returns its header.
 func (f *frameReader) next(kind byte) (seq uint64, method, errText string, err error) {
-	n, err := binary.ReadUvarint(f.br)
+	n, err := binary.ReadUvarint(f.br) // io.EOF between frames: the peer hung up
 	if err != nil {
-		if errors.Is(err, io.EOF) && f.br.Buffered() == 0 {
-			return 0, "", "", io.EOF
-		}
 		return 0, "", "", err
 	}
 	if n > f.max {
