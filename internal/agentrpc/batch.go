@@ -39,15 +39,19 @@ func newBatchWriter(rwc io.ReadWriteCloser, preamble string) *batchWriter {
 // maxScratch is the largest frame buffer kept for reuse.
 const maxScratch = 256 << 10
 
-// writeFrame builds a frame with build, which appends it to the slice it is
-// given and may return bulk data to send after it, and schedules the frame
-// to be sent. build runs under the writer's lock, so frames leave in the
-// order they were built (gob's type definitions depend on it). If build
-// fails (a body gob cannot encode: a bug), nothing of the frame is sent and
-// the connection is closed, as net/rpc's own codec does.
-func (w *batchWriter) writeFrame(build func([]byte) (frame, tail []byte, err error)) error {
+// begin locks the writer and returns its scratch buffer, empty, to build a
+// frame in; end must follow. Frames thus leave in the order they were built
+// (gob's type definitions depend on it).
+func (w *batchWriter) begin() []byte {
 	w.mu.Lock()
-	b, tail, err := build(w.scratch[:0])
+	return w.scratch[:0]
+}
+
+// end sends the frame built in b, then tail (bulk data, sent from where it
+// lies), unlocks the writer and schedules a flush. If err is set, the frame
+// could not be built (a body gob cannot encode: a bug): nothing of it is
+// sent and the connection is closed, as net/rpc's own codec does.
+func (w *batchWriter) end(b, tail []byte, err error) error {
 	if err != nil {
 		w.mu.Unlock()
 		w.Close()

@@ -123,8 +123,8 @@ func (f *frameReader) next(kind byte) (seq uint64, method, errText string, err e
 
 // readBody decodes the current frame's body into body (nil discards it).
 func (f *frameReader) readBody(body any) error {
-	r := f.body
-	f.body = wireReader{}
+	r := &f.body // not a copy: a local passed to readWire would escape
+	defer func() { f.body = wireReader{} }()
 	if len(r.b) == 0 {
 		return fmt.Errorf("%w: no body", errBadWire)
 	}
@@ -139,7 +139,7 @@ func (f *frameReader) readBody(body any) error {
 		if !ok {
 			return fmt.Errorf("%w: hand-encoded body for %T", errBadWire, body)
 		}
-		wb.readWire(&r)
+		wb.readWire(r)
 		return r.done()
 	case encGob:
 		// Even a discarded gob body is decoded: it may define types.
@@ -155,8 +155,8 @@ func (f *frameReader) readBody(body any) error {
 	return fmt.Errorf("%w: body encoding %q", errBadWire, enc)
 }
 
-// frameWriter builds frames; its gob encoder must only run under the
-// batchWriter's lock (in writeFrame's build).
+// frameWriter builds frames; its gob encoder runs only under the
+// batchWriter's lock (between begin and end).
 type frameWriter struct {
 	out    *batchWriter
 	gobOut appendWriter
@@ -178,26 +178,25 @@ func (a *appendWriter) Write(p []byte) (int, error) {
 }
 
 func (fw *frameWriter) write(kind byte, seq uint64, method string, errText string, body any) error {
-	return fw.out.writeFrame(func(b []byte) ([]byte, []byte, error) {
-		b = append(b, kind)
-		b = binary.AppendUvarint(b, seq)
-		b = appendString(b, method)
-		if kind == kindReply {
-			b = appendString(b, errText)
+	b := fw.out.begin()
+	b = append(b, kind)
+	b = binary.AppendUvarint(b, seq)
+	b = appendString(b, method)
+	if kind == kindReply {
+		b = appendString(b, errText)
+	}
+	if wb, ok := body.(wireBody); ok {
+		b = wb.appendWire(append(b, encWire))
+		tail := wb.wireTail()
+		if len(tail) < copyTail {
+			return fw.out.end(append(b, tail...), nil, nil)
 		}
-		if wb, ok := body.(wireBody); ok {
-			b = wb.appendWire(append(b, encWire))
-			tail := wb.wireTail()
-			if len(tail) < copyTail {
-				return append(b, tail...), nil, nil
-			}
-			return b, tail, nil
-		}
-		fw.gobOut.b = append(b, encGob)
-		err := fw.gobEnc.Encode(body)
-		b, fw.gobOut.b = fw.gobOut.b, nil
-		return b, nil, err
-	})
+		return fw.out.end(b, tail, nil)
+	}
+	fw.gobOut.b = append(b, encGob)
+	err := fw.gobEnc.Encode(body)
+	b, fw.gobOut.b = fw.gobOut.b, nil
+	return fw.out.end(b, nil, err)
 }
 
 // copyTail is the size from which a body's bulk data is written from where

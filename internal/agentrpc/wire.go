@@ -175,12 +175,22 @@ func (fi *FileInfo) appendWire(b []byte) []byte {
 func (fi *FileInfo) wireTail() []byte { return nil }
 
 func (fi *FileInfo) readWire(r *wireReader) {
-	fi.Name, fi.Type, fi.Size = r.string(), FileType(r.string()), r.varint()
+	fi.Name, fi.Type, fi.Size = r.string(), fileType(r.next()), r.varint()
 	mode := r.uvarint()
 	if mode > math.MaxUint32 {
 		r.fail()
 	}
 	fi.Mode, fi.ModTime, fi.Target = os.FileMode(mode), r.time(), r.string()
+}
+
+// fileType returns b as a FileType, without allocating for the known ones.
+func fileType(b []byte) FileType {
+	for _, t := range [...]FileType{TypeFile, TypeDir, TypeSymlink, TypeOther} {
+		if string(b) == string(t) {
+			return t
+		}
+	}
+	return FileType(b)
 }
 
 func (rr *ReadReply) appendWire(b []byte) []byte {
