@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // batchWriter writes frames to a connection from one flusher goroutine:
@@ -92,6 +93,20 @@ func (w *batchWriter) flusher() {
 			return
 		}
 	}
+}
+
+// closeFlushing writes what is buffered, giving the peer timeout to take
+// it, then closes the connection.
+func (w *batchWriter) closeFlushing(timeout time.Duration) error {
+	if dl, ok := w.rwc.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		dl.SetWriteDeadline(time.Now().Add(timeout))
+	}
+	w.mu.Lock()
+	if !w.closed.Load() {
+		w.buf.Flush()
+	}
+	w.mu.Unlock()
+	return w.Close()
 }
 
 // Close closes the connection once, without waiting for a flush in

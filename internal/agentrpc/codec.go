@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/rpc"
 	"sync/atomic"
+	"time"
 )
 
 // The wire format. A client starts its connection with Preamble; then each
@@ -91,14 +92,15 @@ func (f *frameReader) next(kind byte) (seq uint64, method, errText string, err e
 	var buf []byte
 	alias := n > reuseFrame
 	if alias {
-		buf = make([]byte, n)
+		buf, err = readGrowing(f.br, n)
 	} else {
 		if uint64(cap(f.buf)) < n {
 			f.buf = make([]byte, max(n, 4<<10))
 		}
 		buf = f.buf[:n]
+		_, err = io.ReadFull(f.br, buf)
 	}
-	if _, err := io.ReadFull(f.br, buf); err != nil {
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -119,6 +121,29 @@ func (f *frameReader) next(kind byte) (seq uint64, method, errText string, err e
 	}
 	f.body = wireReader{b: r.b, alias: alias}
 	return seq, method, errText, nil
+}
+
+// allocAhead is how much of a frame is allocated before its bytes arrive:
+// beyond it, the buffer grows as they do, so that a peer announcing a big
+// frame and sending little pins little memory.
+const allocAhead = 2 << 20
+
+// readGrowing reads n bytes from r into a buffer of their own.
+func readGrowing(r io.Reader, n uint64) ([]byte, error) {
+	buf := make([]byte, 0, min(n, allocAhead))
+	for uint64(len(buf)) < n {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(n, 2*uint64(cap(buf))))
+			copy(grown, buf)
+			buf = grown
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil && uint64(len(buf)) < n {
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 // readBody decodes the current frame's body into body (nil discards it).
@@ -250,7 +275,18 @@ func (c *clientCodec) ReadResponseHeader(r *rpc.Response) error {
 	return nil
 }
 
-func (c *clientCodec) ReadResponseBody(body any) error { return c.refuse(c.fr.readBody(body)) }
+// ReadResponseBody decodes a reply's body. The whole frame has been read,
+// so any error is the agent's malformed reply (or a type mismatch between
+// versions): the connection is closed either way.
+func (c *clientCodec) ReadResponseBody(body any) error {
+	if err := c.fr.readBody(body); err != nil {
+		if !errors.Is(err, errBadWire) {
+			err = fmt.Errorf("%w: %w", errBadWire, err)
+		}
+		return c.refuse(err)
+	}
+	return nil
+}
 
 // refuse closes the connection when a reply was over the limit or
 // malformed: the agent misbehaves, and the rest of the stream cannot be
@@ -328,6 +364,15 @@ func (c *ServerCodec) ReadRequestHeader(r *rpc.Request) error {
 }
 
 func (c *ServerCodec) ReadRequestBody(body any) error { return c.fr.readBody(body) }
+
+// Close sends the replies still buffered, then closes the connection.
+// net/rpc closes a server codec once every call has written its reply, and
+// those replies must reach the client, as with net/rpc's own codec; a
+// client that does not read gets flushTimeout to do so.
+func (c *ServerCodec) Close() error { return c.closeFlushing(flushTimeout) }
+
+// flushTimeout bounds the last flush of a closing server connection.
+const flushTimeout = 5 * time.Second
 
 func (c *ServerCodec) WriteResponse(r *rpc.Response, body any) error {
 	return c.fw.write(kindReply, r.Seq, r.ServiceMethod, r.Error, body)

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -269,4 +270,115 @@ func FuzzServerCodec(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A big frame is read whole whatever the reads return, growing as bytes
+// arrive; a short stream is an error.
+func TestReadGrowing(t *testing.T) {
+	for _, n := range []uint64{1, reuseFrame + 1, allocAhead, allocAhead + 1, 3*allocAhead + 5} {
+		want := make([]byte, n)
+		for i := range want {
+			want[i] = byte(i * 7)
+		}
+		got, err := readGrowing(iotest.HalfReader(bytes.NewReader(want)), n)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("n=%d: got %d bytes, %v; want them all", n, len(got), err)
+		}
+		if _, err := readGrowing(bytes.NewReader(want[:n-1]), n); err == nil {
+			t.Fatalf("n=%d from %d bytes: got nil error", n, n-1)
+		}
+	}
+}
+
+// Replies written by calls that finished before the client hung up reach
+// it: closing the server codec flushes them (net/rpc closes it as soon as
+// the last reply is written).
+func TestServerRepliesReachClientAtEnd(t *testing.T) {
+	srv := rpc.NewServer()
+	if err := srv.RegisterName("Echo", echoService{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		ln, err := net.Listen("unix", t.TempDir()+"/e.sock")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				ServeConn(srv, c)
+			}
+		}()
+		conn, err := net.Dial("unix", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newClientCodec(conn)
+		for seq := range 3 {
+			c.WriteRequest(&rpc.Request{ServiceMethod: "Echo.Path", Seq: uint64(seq)}, &PathRequest{Path: "p"})
+		}
+		c.mu.Lock()
+		c.buf.Flush() // the requests, then at once the end of the stream
+		c.mu.Unlock()
+		conn.(*net.UnixConn).CloseWrite()
+		for seq := range 3 {
+			var h rpc.Response
+			if err := c.ReadResponseHeader(&h); err != nil {
+				t.Fatalf("round %d: reply %d: %v", i, seq, err)
+			}
+			var fi FileInfo
+			if err := c.ReadResponseBody(&fi); err != nil || fi.Name != "p" {
+				t.Fatalf("round %d: reply %d body: %+v, %v", i, seq, fi, err)
+			}
+		}
+		c.Close()
+		ln.Close()
+	}
+}
+
+type echoService struct{}
+
+func (echoService) Path(req *PathRequest, reply *FileInfo) error {
+	reply.Name = req.Path
+	return nil
+}
+
+// A reply whose gob body does not decode is a bad reply: the call fails
+// with ErrBadReply and the connection is closed.
+func TestClientRefusesMalformedGobReply(t *testing.T) {
+	ln, err := net.Listen("unix", t.TempDir()+"/bad.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		sc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer sc.Close()
+		fr := newFrameReader(sc, MaxRequestSize)
+		io.ReadFull(fr.br, make([]byte, len(Preamble)))
+		seq, _, _, err := fr.next(kindRequest)
+		if err != nil {
+			return
+		}
+		b := appendString(binary.AppendUvarint([]byte{kindReply}, seq), MethodFileStat)
+		b = append(appendString(b, ""), encGob, 3, 0xff, 0xff, 0xff)
+		sc.Write(append(binary.AppendUvarint(nil, uint64(len(b))), b...))
+		io.Copy(io.Discard, sc)
+	}()
+	c, err := Dial(t.Context(), "unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var fi FileInfo
+	err = c.Call(t.Context(), MethodFileStat, &PathRequest{Path: "x"}, &fi)
+	if !errors.Is(err, ErrBadReply) {
+		t.Fatalf("got %v, want ErrBadReply", err)
+	}
+	err = c.Call(t.Context(), MethodFileStat, &PathRequest{Path: "x"}, &fi)
+	if !errors.Is(err, ErrBadReply) && !errors.Is(err, ErrConnLost) {
+		t.Fatalf("next call: got %v, want the connection gone", err)
+	}
 }

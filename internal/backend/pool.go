@@ -83,7 +83,7 @@ func (p *Pool) Do(ctx context.Context, u User, safety Safety, fn func(*agentrpc.
 				Message: fmt.Sprintf("%s's agent did not answer in time", u.Name), Err: err}
 		case errors.Is(err, agentrpc.ErrBadReply):
 			return c.ep, &Error{Code: CodeFailed, Status: http.StatusBadGateway,
-				Message: fmt.Sprintf("%s's agent sent a reply over %d bytes; the connection was closed", u.Name, agentrpc.MaxReplySize), Err: err}
+				Message: fmt.Sprintf("%s's agent sent a reply the control plane refused (over %d bytes, or malformed); the connection was closed", u.Name, agentrpc.MaxReplySize), Err: err}
 		case !errors.Is(err, agentrpc.ErrConnLost):
 			return c.ep, err
 		}
