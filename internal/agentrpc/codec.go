@@ -73,10 +73,10 @@ func newFrameReader(r io.Reader, max uint64) *frameReader {
 	return &frameReader{br: bufio.NewReaderSize(r, 64<<10), max: max, gobIn: in, gobDec: gob.NewDecoder(in)}
 }
 
-// errTooBig is returned by next for a frame over the reader's limit.
-type errTooBig struct{ n, max uint64 }
+// tooBigError is returned by next for a frame over the reader's limit.
+type tooBigError struct{ n, max uint64 }
 
-func (e *errTooBig) Error() string {
+func (e *tooBigError) Error() string {
 	return fmt.Sprintf("message of %d bytes is over the limit of %d bytes", e.n, e.max)
 }
 
@@ -87,7 +87,7 @@ func (f *frameReader) next(kind byte) (seq uint64, method, errText string, err e
 		return 0, "", "", err
 	}
 	if n > f.max {
-		return 0, "", "", &errTooBig{n, f.max}
+		return 0, "", "", &tooBigError{n, f.max}
 	}
 	var buf []byte
 	alias := n > reuseFrame
@@ -292,7 +292,7 @@ func (c *clientCodec) ReadResponseBody(body any) error {
 // malformed: the agent misbehaves, and the rest of the stream cannot be
 // trusted. It returns err, or the ErrBadReply error that replaces it.
 func (c *clientCodec) refuse(err error) error {
-	var tb *errTooBig
+	var tb *tooBigError
 	switch {
 	case errors.As(err, &tb):
 		err = &replyError{fmt.Sprintf("agent reply over the limit of %d bytes; connection closed", MaxReplySize)}

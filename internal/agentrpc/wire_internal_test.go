@@ -239,7 +239,7 @@ func TestServerRefusesHugeRequest(t *testing.T) {
 		b.Write([]byte{0xff, 0xff, 0xff, 0xff, 0x7f}) // a 32 GiB frame
 	}()
 	var h rpc.Request
-	var tb *errTooBig
+	var tb *tooBigError
 	if err := s.ReadRequestHeader(&h); !errors.As(err, &tb) {
 		t.Fatalf("got %v, want a too-big error", err)
 	}
