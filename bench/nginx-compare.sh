@@ -14,7 +14,8 @@
 #        (default 5s 32,128 5)
 # For each number of connections the servers are measured in turn, ROUNDS
 # times; the ratio of the medians is reported (a shared machine is noisy:
-# look at every round). Each round also shows each server's CPU time per
+# look at every round). The last line compares capacities: each server's
+# best median over the levels, the most requests/s it sustains here. Each round also shows each server's CPU time per
 # request (nginx: its workers; octo: its processes), which other load on the
 # machine disturbs less than requests/s.
 set -euo pipefail
@@ -118,6 +119,8 @@ measure() {
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "wrk -t2 -d$dur, $rounds rounds per level, $(nproc) CPUs, 1 KiB file"
+nbest=0 dbest=0 sbest=0
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 for conns in ${levels//,/ }; do
 	echo "-- $conns connections"
 	ns=() ds=() ss=()
@@ -129,6 +132,10 @@ for conns in ${levels//,/ }; do
 		awk -v r="$r" -v n="$n" -v nc="$nc" -v d="$d" -v dc="$dc" -v s="$s" -v sc="$sc" \
 			'BEGIN { printf "round %d: nginx %6.0f req/s %5.1f us/req | dev %6.0f req/s %5.1f us/req %.2f | split %6.0f req/s %5.1f us/req %.2f\n", r, n, nc, d, dc, d/n, s, sc, s/n }'
 	done
-	awk -v n="$(median "${ns[@]}")" -v d="$(median "${ds[@]}")" -v s="$(median "${ss[@]}")" -v c="$conns" \
+	nm=$(median "${ns[@]}") dm=$(median "${ds[@]}") sm=$(median "${ss[@]}")
+	nbest=$(max "$nbest" "$nm") dbest=$(max "$dbest" "$dm") sbest=$(max "$sbest" "$sm")
+	awk -v n="$nm" -v d="$dm" -v s="$sm" -v c="$conns" \
 		'BEGIN { printf "median at %d connections: nginx %.0f req/s; dev %.0f req/s, %.2f of nginx; split %.0f req/s, %.2f of nginx (target >= 0.50)\n", c, n, d, d/n, s, s/n }'
 done
+awk -v n="$nbest" -v d="$dbest" -v s="$sbest" -v l="$levels" \
+	'BEGIN { printf "capacity (best median over %s connections): nginx %.0f req/s; dev %.0f req/s, %.2f of nginx; split %.0f req/s, %.2f of nginx\n", l, n, d, d/n, s, s/n }'
