@@ -14,10 +14,11 @@
 #        (default 5s 32,128 5)
 # For each number of connections the servers are measured in turn, ROUNDS
 # times; the ratio of the medians is reported (a shared machine is noisy:
-# look at every round). The last line compares capacities: each server's
-# best median over the levels, the most requests/s it sustains here. Each round also shows each server's CPU time per
+# look at every round). Each round also shows each server's CPU time per
 # request (nginx: its workers; octo: its processes), which other load on the
-# machine disturbs less than requests/s.
+# machine disturbs less than requests/s. The last line compares capacities:
+# each server's best median over the levels, the most requests/s it sustains
+# here (give levels up to saturation, e.g. 32,64,128,256).
 set -euo pipefail
 dur=${1:-5s}
 levels=${2:-32,128}
