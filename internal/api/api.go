@@ -81,15 +81,19 @@ func New(cfg Config) *Server {
 
 func (s *Server) routes() *http.ServeMux {
 	m := http.NewServeMux()
-	m.HandleFunc("GET /api/v1/status", s.status)
-	m.HandleFunc("POST /api/v1/sessions", s.startSession)
-	m.HandleFunc("GET /api/v1/sessions", s.listSessions)
-	m.HandleFunc("GET /api/v1/sessions/{id}", s.getSession)
-	m.HandleFunc("DELETE /api/v1/sessions/{id}", s.stopSession)
-	m.HandleFunc("POST /api/v1/sessions/{id}/signal", s.signalSession)
-	m.HandleFunc("POST /api/v1/sessions/{id}/input", s.inputSession)
-	m.HandleFunc("POST /api/v1/sessions/{id}/resize", s.resizeSession)
-	m.HandleFunc("GET /api/v1/sessions/{id}/output", s.output)
+	for pattern, h := range map[string]userHandler{
+		"GET /api/v1/status":                s.status,
+		"POST /api/v1/sessions":             s.startSession,
+		"GET /api/v1/sessions":              s.listSessions,
+		"GET /api/v1/sessions/{id}":         s.getSession,
+		"DELETE /api/v1/sessions/{id}":      s.stopSession,
+		"POST /api/v1/sessions/{id}/signal": s.signalSession,
+		"POST /api/v1/sessions/{id}/input":  s.inputSession,
+		"POST /api/v1/sessions/{id}/resize": s.resizeSession,
+		"GET /api/v1/sessions/{id}/output":  s.output,
+	} {
+		m.HandleFunc(pattern, s.forUser(h))
+	}
 	m.HandleFunc("/", notFound)
 	return m
 }
@@ -116,17 +120,22 @@ func (s *Server) serveFiles(w http.ResponseWriter, r *http.Request) bool {
 	// /api/v1/files/: an absolute or escaping path is the agent's to
 	// refuse, never silently made relative.
 	p := strings.TrimPrefix(rest, "/")
+	var h func(http.ResponseWriter, *http.Request, target, string)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		s.getFile(w, r, p)
+		h = s.getFile
 	case http.MethodPut:
-		s.putFile(w, r, p)
+		h = s.putFile
 	case http.MethodDelete:
-		s.deleteFile(w, r, p)
+		h = s.deleteFile
 	case http.MethodPost:
-		s.postFile(w, r, p)
+		h = s.postFile
 	default:
 		notFound(w, r)
+		return true
+	}
+	if t, ok := s.target(w, r); ok { // as forUser does for the mux's routes
+		h(w, r, t, p)
 	}
 	return true
 }
@@ -167,32 +176,20 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-// call runs one agent call for u with the agent timeout.
-func (s *Server) call(r *http.Request, u backend.User, safety backend.Safety, fn func(ctx context.Context, c *agentrpc.Client) error) (backend.Endpoint, error) {
-	ctx, cancel := agentrpc.WithTimeout(r.Context(), s.cfg.AgentTimeout)
-	defer cancel()
-	return s.cfg.Pool.Do(ctx, u, safety, func(c *agentrpc.Client) error { return fn(ctx, c) })
-}
-
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	id, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) status(w http.ResponseWriter, r *http.Request, t target) {
 	var info agentrpc.Info
-	ep, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	ep, ok := s.agentCall(w, r, t.User, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		info, err = c.Info(ctx)
 		return err
 	})
-	if err != nil {
-		s.agentError(w, r, err)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, statusJSON{
 		Version:   s.cfg.Version,
 		Mode:      s.cfg.Pool.Router().Mode(),
-		Caller:    callerJSON{User: id.Name, Admin: id.Admin, Via: id.Via},
-		User:      u.Name,
+		Caller:    callerJSON{User: t.Caller.Name, Admin: t.Caller.Admin, Via: t.Caller.Via},
+		User:      t.User.Name,
 		Placement: string(ep.Placement),
 		Agent:     infoOf(info),
 	})

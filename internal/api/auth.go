@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"octo/internal/backend"
 	"octo/internal/peercred"
 	"octo/internal/tokens"
 )
@@ -20,27 +19,40 @@ type Identity struct {
 	Via   string // "token ID" or "socket uid N"
 }
 
-type identityKey struct{}
-type noCredKey struct{}
+// requestInfo is what the API learns about a request as it is served: who
+// calls (set once, when authenticated) and the user it acts for (set when
+// the target is resolved), for the request's log line.
+type requestInfo struct {
+	caller Identity
+	user   string
+}
+
+type requestInfoKey struct{}
 
 func withIdentity(ctx context.Context, id Identity) context.Context {
-	return context.WithValue(ctx, identityKey{}, id)
+	return context.WithValue(ctx, requestInfoKey{}, &requestInfo{caller: id})
 }
 
-func identityFrom(ctx context.Context) (Identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(Identity)
-	return id, ok && id.Name != ""
+func infoFrom(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
+	return info
 }
+
+// socketPeer is what the kernel said about a Unix socket connection: the
+// peer's credentials, or why there are none.
+type socketPeer struct {
+	cred peercred.Cred
+	err  error
+}
+
+type socketPeerKey struct{}
 
 // ConnContext is the Unix socket server's http.Server.ConnContext: it records
 // the connecting process's credentials, which then identify every request on
 // the connection. Use it only for the Unix socket listener.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	cred, err := peercred.Get(c)
-	if err != nil {
-		return context.WithValue(ctx, noCredKey{}, true)
-	}
-	return peercred.NewContext(ctx, cred)
+	return context.WithValue(ctx, socketPeerKey{}, socketPeer{cred, err})
 }
 
 // authenticated identifies the caller, runs the API and logs mutating requests.
@@ -53,30 +65,36 @@ func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) {
 		rec = sr
 	}
 	id, ok := s.identify(rec, r)
+	var info *requestInfo
 	if ok {
-		s.route(rec, r.WithContext(withIdentity(r.Context(), id)))
+		ctx := withIdentity(r.Context(), id)
+		info = infoFrom(ctx)
+		s.route(rec, r.WithContext(ctx))
 	}
 	if mutating {
-		target := id.Name
-		if q := queryValue(r, "user"); q != "" {
-			target = q
+		as := id.Name
+		if info != nil && info.user != "" {
+			as = info.user
 		}
-		s.log.Info("request", "user", id.Name, "as", target, "method", r.Method, "path", r.URL.Path, "status", sr.status)
+		s.log.Info("request", "user", id.Name, "as", as, "method", r.Method, "path", r.URL.Path, "status", sr.status)
 	}
 }
 
 func (s *Server) identify(w http.ResponseWriter, r *http.Request) (Identity, bool) {
-	if cred, ok := peercred.FromContext(r.Context()); ok {
+	if peer, ok := r.Context().Value(socketPeerKey{}).(socketPeer); ok {
+		// On the Unix socket the kernel says who calls; nothing in the
+		// request can change that, and no credentials means no entry.
+		if peer.err != nil {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "the kernel gave no peer credentials for this connection")
+			return Identity{}, false
+		}
+		cred := peer.cred
 		name, err := s.cfg.Users.NameOf(cred.UID)
 		if err != nil {
 			writeError(w, http.StatusForbidden, "forbidden", "uid "+strconv.FormatUint(uint64(cred.UID), 10)+" has no user name")
 			return Identity{}, false
 		}
 		return Identity{Name: name, Admin: cred.UID == 0, Via: "socket uid " + strconv.FormatUint(uint64(cred.UID), 10)}, true
-	}
-	if r.Context().Value(noCredKey{}) != nil {
-		writeError(w, http.StatusUnauthorized, "unauthorized", "the kernel gave no peer credentials for this connection")
-		return Identity{}, false
 	}
 	scheme, secret, found := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !found || !strings.EqualFold(scheme, "Bearer") || s.cfg.Tokens == nil {
@@ -96,31 +114,6 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (Identity, boo
 		return Identity{}, false
 	}
 	return Identity{Name: tok.User, Admin: tok.Admin, Via: "token " + tok.ID}, true
-}
-
-// target returns the caller and the user a request acts for: the caller, or
-// with ?user=NAME (admins only) that user. It writes the error response
-// itself when it returns false.
-func (s *Server) target(w http.ResponseWriter, r *http.Request) (Identity, backend.User, bool) {
-	id, ok := identityFrom(r.Context())
-	if !ok {
-		writeError(w, http.StatusUnauthorized, "unauthorized", "no caller identity")
-		return id, backend.User{}, false
-	}
-	name := id.Name
-	if q := queryValue(r, "user"); q != "" && q != id.Name {
-		if !id.Admin {
-			writeError(w, http.StatusForbidden, "forbidden", "only an admin may act for another user (?user=)")
-			return id, backend.User{}, false
-		}
-		name = q
-	}
-	u, err := s.cfg.Users.Lookup(name)
-	if err != nil {
-		writeError(w, http.StatusForbidden, "user_not_served", err.Error())
-		return id, backend.User{}, false
-	}
-	return id, u, true
 }
 
 // statusRecorder remembers the status for the request log and passes

@@ -26,6 +26,13 @@ var statusOf = map[agentrpc.Code]int{
 	agentrpc.CodeInternal:         http.StatusInternalServerError,
 }
 
+// backendStatus maps the backend's failures to reach an agent to HTTP statuses.
+var backendStatus = map[string]int{
+	backend.CodeUnavailable: http.StatusServiceUnavailable,
+	backend.CodeTimeout:     http.StatusGatewayTimeout,
+	backend.CodeFailed:      http.StatusBadGateway,
+}
+
 type errorJSON struct {
 	Error errorBody `json:"error"`
 }
@@ -65,7 +72,10 @@ func classify(err error) (status int, code, msg string) {
 	var ae *agentrpc.Error
 	switch {
 	case errors.As(err, &be):
-		return be.Status, be.Code, be.Error()
+		if st, ok := backendStatus[be.Code]; ok {
+			return st, be.Code, be.Error()
+		}
+		return http.StatusBadGateway, be.Code, be.Error()
 	case errors.As(err, &ae):
 		if st, ok := statusOf[ae.Code]; ok {
 			return st, string(ae.Code), ae.Message

@@ -29,9 +29,9 @@ func TestClassify(t *testing.T) {
 		{agentrpc.Errorf(agentrpc.CodeInternal, "oops"), 500, "internal"},
 		// as they come off the wire
 		{agentrpc.Decode(agentrpc.Encode(fmt.Errorf("start: %w", agentrpc.ErrLimit))), 429, "limit"},
-		{&backend.Error{Code: backend.CodeUnavailable, Status: 503, Message: "no agent"}, 503, "agent_unavailable"},
-		{&backend.Error{Code: backend.CodeTimeout, Status: 504, Message: "slow"}, 504, "agent_timeout"},
-		{&backend.Error{Code: backend.CodeFailed, Status: 502, Message: "died"}, 502, "agent_failed"},
+		{&backend.Error{Code: backend.CodeUnavailable, Message: "no agent"}, 503, "agent_unavailable"},
+		{&backend.Error{Code: backend.CodeTimeout, Message: "slow"}, 504, "agent_timeout"},
+		{&backend.Error{Code: backend.CodeFailed, Message: "died"}, 502, "agent_failed"},
 		{fmt.Errorf("call: %w", context.DeadlineExceeded), 504, "agent_timeout"},
 		{errors.New("something else"), 500, "internal"},
 	} {

@@ -29,13 +29,10 @@ const firstRead = 64 << 10
 
 // getFile serves a file's bytes (with Range, Last-Modified and
 // If-Modified-Since through http.ServeContent) or a directory's listing.
-func (s *Server) getFile(w http.ResponseWriter, r *http.Request, p string) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request, t target, p string) {
+	u := t.User
 	var first agentrpc.ReadReply
-	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	_, err := s.call(r, u, backend.Repeatable, 0, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		first, err = c.Read(ctx, agentrpc.ReadRequest{Path: p, Length: firstRead})
 		return err
 	})
@@ -108,7 +105,7 @@ type plainWriter struct{ http.ResponseWriter }
 // listDir writes p's listing if p is a directory and reports whether it did.
 func (s *Server) listDir(w http.ResponseWriter, r *http.Request, u backend.User, p string) bool {
 	var entries []agentrpc.FileInfo
-	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	_, err := s.call(r, u, backend.Repeatable, 0, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		entries, err = c.List(ctx, p)
 		return err
 	})
@@ -175,7 +172,7 @@ func (f *agentFile) fill(want int) error {
 	}
 	n = min(n, agentrpc.MaxReadChunk, f.size-f.off)
 	var rr agentrpc.ReadReply
-	_, err := f.s.call(f.r, f.u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	_, err := f.s.call(f.r, f.u, backend.Repeatable, 0, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		rr, err = c.Read(ctx, agentrpc.ReadRequest{Path: f.path, Offset: f.off, Length: int(n)})
 		return err
 	})
@@ -192,11 +189,7 @@ func (f *agentFile) fill(want int) error {
 // putFile replaces a file atomically with the body. ?parents=1 creates
 // missing directories, ?mode=0600 sets a new file's mode, and
 // If-None-Match: * refuses to replace an existing file (409).
-func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p string) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) putFile(w http.ResponseWriter, r *http.Request, t target, p string) {
 	parents, ok := boolParam(w, r, "parents")
 	if !ok {
 		return
@@ -211,7 +204,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p string) {
 	}
 	defer release()
 	var fi agentrpc.FileInfo
-	_, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	_, err := s.call(r, t.User, backend.Once, 0, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		fi, err = c.Write(ctx, agentrpc.WriteRequest{Path: p, Data: data, Mode: mode,
 			CreateParents: parents, CreateOnly: r.Header.Get("If-None-Match") == "*"})
 		return err
@@ -228,11 +221,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p string) {
 	writeJSON(w, http.StatusOK, fileOf(fi))
 }
 
-func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request, p string) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request, t target, p string) {
 	if path.Clean(p) == "." {
 		writeError(w, http.StatusBadRequest, "invalid", "refusing to delete the workspace itself")
 		return
@@ -241,23 +230,16 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request, p string) {
 	if !ok {
 		return
 	}
-	_, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+	if _, ok := s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
 		return c.Remove(ctx, agentrpc.RemoveRequest{Path: p, Recursive: recursive})
-	})
-	if err != nil {
-		s.agentError(w, r, err)
-		return
+	}); ok {
+		w.WriteHeader(http.StatusNoContent)
 	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // postFile runs ?op=mkdir (with parents=1, mode=0755) or ?op=rename&to=NEW
 // (with no_replace=1).
-func (s *Server) postFile(w http.ResponseWriter, r *http.Request, p string) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) postFile(w http.ResponseWriter, r *http.Request, t target, p string) {
 	q := r.URL.Query()
 	var fi agentrpc.FileInfo
 	var call func(ctx context.Context, c *agentrpc.Client) error
@@ -295,11 +277,9 @@ func (s *Server) postFile(w http.ResponseWriter, r *http.Request, p string) {
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("parameter op: %q is not mkdir or rename", op))
 		return
 	}
-	if _, err := s.call(r, u, backend.Once, call); err != nil {
-		s.agentError(w, r, err)
-		return
+	if _, ok := s.agentCall(w, r, t.User, backend.Once, call); ok {
+		writeJSON(w, status, fileOf(fi))
 	}
-	writeJSON(w, status, fileOf(fi))
 }
 
 func modeParam(w http.ResponseWriter, r *http.Request) (os.FileMode, bool) {

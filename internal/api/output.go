@@ -24,11 +24,8 @@ const (
 	hdrDone   = "Octo-Output-Done"
 )
 
-func (s *Server) output(w http.ResponseWriter, r *http.Request) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) output(w http.ResponseWriter, r *http.Request, t target) {
+	u := t.User
 	offset, ok := offsetParam(w, r)
 	if !ok {
 		return
@@ -48,7 +45,7 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.releaseStream(u.Name)
 	// The first read checks the session exists before a 200 goes out.
-	out, err := s.readOutput(r.Context(), u, r.PathValue("id"), offset, 0)
+	out, err := s.readOutput(r, u, offset, 0)
 	if err != nil {
 		s.agentError(w, r, err)
 		return
@@ -76,13 +73,12 @@ func offsetParam(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	return n, true
 }
 
-// readOutput reads one chunk, waiting up to wait for bytes past offset.
-func (s *Server) readOutput(ctx context.Context, u backend.User, id string, offset int64, wait time.Duration) (agentrpc.Output, error) {
-	ctx, cancel := agentrpc.WithTimeout(ctx, s.cfg.AgentTimeout+wait)
-	defer cancel()
+// readOutput reads one chunk of r's session, waiting up to wait for bytes
+// past offset.
+func (s *Server) readOutput(r *http.Request, u backend.User, offset int64, wait time.Duration) (agentrpc.Output, error) {
 	var out agentrpc.Output
-	_, err := s.cfg.Pool.Do(ctx, u, backend.Repeatable, func(c *agentrpc.Client) (err error) {
-		out, err = c.ReadOutput(ctx, agentrpc.OutputRequest{ID: id, Offset: offset, Wait: wait})
+	_, err := s.call(r, u, backend.Repeatable, wait, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		out, err = c.ReadOutput(ctx, agentrpc.OutputRequest{ID: r.PathValue("id"), Offset: offset, Wait: wait})
 		return err
 	})
 	if err == nil {
@@ -95,7 +91,7 @@ func (s *Server) readOutput(ctx context.Context, u backend.User, id string, offs
 // hostile agent): a stream relaying it could loop forever or go backwards.
 func checkOutput(out agentrpc.Output, offset int64) error {
 	if out.Offset < offset || out.Next != out.Offset+int64(len(out.Data)) || len(out.Data) > agentrpc.MaxReadChunk {
-		return &backend.Error{Code: backend.CodeFailed, Status: http.StatusBadGateway,
+		return &backend.Error{Code: backend.CodeFailed,
 			Message: fmt.Sprintf("the agent sent an inconsistent output chunk (%d bytes from offset %d, next %d, for a read at %d)", len(out.Data), out.Offset, out.Next, offset)}
 	}
 	return nil
@@ -109,7 +105,7 @@ const (
 )
 
 func (s *Server) outputOnce(w http.ResponseWriter, r *http.Request, u backend.User, offset int64) {
-	out, err := s.readOutput(r.Context(), u, r.PathValue("id"), offset, 0)
+	out, err := s.readOutput(r, u, offset, 0)
 	if err != nil {
 		s.agentError(w, r, err)
 		return
@@ -172,7 +168,7 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, u backend.Use
 		return
 	}
 	var sess agentrpc.Session
-	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	_, err := s.call(r, u, backend.Repeatable, 0, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		sess, err = c.Session(ctx, r.PathValue("id"))
 		return err
 	})
@@ -201,7 +197,7 @@ func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, 
 		next := out.Next
 		var err error
 		start := time.Now()
-		out, err = s.readOutput(r.Context(), u, r.PathValue("id"), next, followWait)
+		out, err = s.readOutput(r, u, next, followWait)
 		if err != nil {
 			if r.Context().Err() == nil {
 				s.log.Warn("output stream ended", "user", u.Name, "session", r.PathValue("id"), "err", err)

@@ -11,11 +11,7 @@ import (
 	"octo/internal/backend"
 )
 
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, t target) {
 	var req startJSON
 	if !decodeJSON(w, r, &req) {
 		return
@@ -25,31 +21,23 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var sess agentrpc.Session
-	_, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	if _, ok := s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		sess, err = c.Start(ctx, agentrpc.StartRequest{Argv: req.Command, Cwd: req.Cwd, Env: req.Env,
 			Name: req.Name, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols})
 		return err
-	})
-	if err != nil {
-		s.agentError(w, r, err)
+	}); !ok {
 		return
 	}
 	w.Header().Set("Location", "/api/v1/sessions/"+sess.ID)
 	writeJSON(w, http.StatusCreated, sessionOf(sess))
 }
 
-func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, t target) {
 	var list []agentrpc.Session
-	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	if _, ok := s.agentCall(w, r, t.User, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		list, err = c.Sessions(ctx)
 		return err
-	})
-	if err != nil {
-		s.agentError(w, r, err)
+	}); !ok {
 		return
 	}
 	out := sessionListJSON{Sessions: make([]sessionJSON, len(list))}
@@ -59,28 +47,18 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request, t target) {
 	var sess agentrpc.Session
-	_, err := s.call(r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	if _, ok := s.agentCall(w, r, t.User, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		sess, err = c.Session(ctx, r.PathValue("id"))
 		return err
-	})
-	if err != nil {
-		s.agentError(w, r, err)
+	}); !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, sessionOf(sess))
 }
 
-func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, t target) {
 	var grace time.Duration
 	if g := queryValue(r, "grace"); g != "" {
 		d, err := time.ParseDuration(g)
@@ -93,24 +71,17 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request) {
 	}
 	var sess agentrpc.Session
 	// Stop waits for the process to end: allow the grace period on top of the usual timeout.
-	ctx, cancel := agentrpc.WithTimeout(r.Context(), s.cfg.AgentTimeout+grace)
-	defer cancel()
-	_, err := s.cfg.Pool.Do(ctx, u, backend.Once, func(c *agentrpc.Client) (err error) {
+	if _, err := s.call(r, t.User, backend.Once, grace, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		sess, err = c.Stop(ctx, agentrpc.StopRequest{ID: r.PathValue("id"), Grace: grace})
 		return err
-	})
-	if err != nil {
+	}); err != nil {
 		s.agentError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, sessionOf(sess))
 }
 
-func (s *Server) signalSession(w http.ResponseWriter, r *http.Request) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) signalSession(w http.ResponseWriter, r *http.Request, t target) {
 	var req signalJSON
 	if !decodeJSON(w, r, &req) {
 		return
@@ -119,21 +90,14 @@ func (s *Server) signalSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", `field signal: want a signal name or number such as "INT"`)
 		return
 	}
-	_, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+	if _, ok := s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
 		return c.Signal(ctx, r.PathValue("id"), req.Signal)
-	})
-	if err != nil {
-		s.agentError(w, r, err)
-		return
+	}); ok {
+		w.WriteHeader(http.StatusNoContent)
 	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) resizeSession(w http.ResponseWriter, r *http.Request) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) resizeSession(w http.ResponseWriter, r *http.Request, t target) {
 	var req resizeJSON
 	if !decodeJSON(w, r, &req) {
 		return
@@ -142,23 +106,16 @@ func (s *Server) resizeSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", "fields rows and cols: want positive numbers")
 		return
 	}
-	_, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+	if _, ok := s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
 		return c.Resize(ctx, r.PathValue("id"), req.Rows, req.Cols)
-	})
-	if err != nil {
-		s.agentError(w, r, err)
-		return
+	}); ok {
+		w.WriteHeader(http.StatusNoContent)
 	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // inputSession writes the raw body to the session's stdin, in chunks the
 // agent accepts, then closes stdin with ?eof=1.
-func (s *Server) inputSession(w http.ResponseWriter, r *http.Request) {
-	_, u, ok := s.target(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) inputSession(w http.ResponseWriter, r *http.Request, t target) {
 	eof, ok := boolParam(w, r, "eof")
 	if !ok {
 		return
@@ -176,10 +133,9 @@ func (s *Server) inputSession(w http.ResponseWriter, r *http.Request) {
 		}
 		if n > 0 {
 			data := buf[:n]
-			if _, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+			if _, ok := s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
 				return c.WriteInput(ctx, id, data)
-			}); err != nil {
-				s.agentError(w, r, err)
+			}); !ok {
 				return
 			}
 		}
@@ -189,10 +145,9 @@ func (s *Server) inputSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if eof {
-		if _, err := s.call(r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+		if _, ok := s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
 			return c.CloseInput(ctx, id)
-		}); err != nil {
-			s.agentError(w, r, err)
+		}); !ok {
 			return
 		}
 	}

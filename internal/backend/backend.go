@@ -44,17 +44,17 @@ type ContainerRuntime interface {
 	Ensure(ctx context.Context, u User, sock string) error
 }
 
-// Error codes of failures to reach an agent, as the HTTP API reports them.
+// Error codes of failures to reach an agent. The API reports them as they
+// are and chooses the HTTP status for each.
 const (
-	CodeUnavailable = "agent_unavailable" // 503
-	CodeTimeout     = "agent_timeout"     // 504
-	CodeFailed      = "agent_failed"      // 502: the agent (or its container) died before answering
+	CodeUnavailable = "agent_unavailable" // no agent to reach: no socket, refused, engine down
+	CodeTimeout     = "agent_timeout"     // the agent did not answer in time
+	CodeFailed      = "agent_failed"      // the agent (or its container) died before answering
 )
 
 // Error is a failure to reach a user's agent. Message says what to do about it.
 type Error struct {
 	Code    string
-	Status  int // HTTP status
 	Message string
 	Err     error // underlying cause, if any
 }

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/rpc"
 	"sync"
 	"syscall"
@@ -79,10 +78,10 @@ func (p *Pool) Do(ctx context.Context, u User, safety Safety, fn func(*agentrpc.
 		case err == nil:
 			return c.ep, nil
 		case errors.Is(err, context.DeadlineExceeded):
-			return c.ep, &Error{Code: CodeTimeout, Status: http.StatusGatewayTimeout,
+			return c.ep, &Error{Code: CodeTimeout,
 				Message: fmt.Sprintf("%s's agent did not answer in time", u.Name), Err: err}
 		case errors.Is(err, agentrpc.ErrBadReply):
-			return c.ep, &Error{Code: CodeFailed, Status: http.StatusBadGateway,
+			return c.ep, &Error{Code: CodeFailed,
 				Message: fmt.Sprintf("%s's agent sent a reply the control plane refused (over %d bytes, or malformed); the connection was closed", u.Name, agentrpc.MaxReplySize), Err: err}
 		case !errors.Is(err, agentrpc.ErrConnLost):
 			return c.ep, err
@@ -92,7 +91,7 @@ func (p *Pool) Do(ctx context.Context, u User, safety Safety, fn func(*agentrpc.
 		if attempt == 0 && (neverSent || safety == Repeatable) {
 			continue
 		}
-		return c.ep, &Error{Code: CodeFailed, Status: http.StatusBadGateway,
+		return c.ep, &Error{Code: CodeFailed,
 			Message: fmt.Sprintf("%s's agent closed the connection before answering; the request may or may not have taken effect", u.Name), Err: err}
 	}
 }
@@ -197,7 +196,7 @@ func (p *Pool) ownerUID(pl Placement, u User) uint32 {
 func dialError(u User, ep Endpoint, timeout time.Duration, err error) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return &Error{Code: CodeTimeout, Status: http.StatusGatewayTimeout,
+		return &Error{Code: CodeTimeout,
 			Message: fmt.Sprintf("connect to %s's agent at %s timed out after %s", u.Name, ep.Socket, timeout), Err: err}
 	case errors.Is(err, syscall.EAGAIN):
 		return unavailable(fmt.Sprintf("%s's agent socket %s has a full connection queue: the agent is overloaded or hung", u.Name, ep.Socket), err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,7 +67,7 @@ func (r *Router) SocketPath(p Placement, u User) string {
 // container backend serves u. Failures are *Error values.
 func (r *Router) Endpoint(ctx context.Context, u User) (Endpoint, error) {
 	if u.Name == "" || u.Name == "." || u.Name == ".." || strings.ContainsAny(u.Name, "/\x00") {
-		return Endpoint{}, &Error{Code: CodeUnavailable, Status: http.StatusServiceUnavailable,
+		return Endpoint{}, &Error{Code: CodeUnavailable,
 			Message: fmt.Sprintf("user name %q cannot name an agent socket", u.Name)}
 	}
 	if r.cfg.DevSocket != "" {
@@ -124,7 +123,7 @@ func (r *Router) container(ctx context.Context, u User) (Endpoint, error) {
 		if errors.As(err, &be) {
 			return Endpoint{}, err
 		}
-		return Endpoint{}, &Error{Code: CodeFailed, Status: http.StatusBadGateway,
+		return Endpoint{}, &Error{Code: CodeFailed,
 			Message: "start agent container for " + u.Name, Err: err}
 	}
 	return Endpoint{PlacementContainer, sock}, nil
@@ -142,5 +141,5 @@ func socketExists(path string) error {
 }
 
 func unavailable(msg string, err error) *Error {
-	return &Error{Code: CodeUnavailable, Status: http.StatusServiceUnavailable, Message: msg, Err: err}
+	return &Error{Code: CodeUnavailable, Message: msg, Err: err}
 }

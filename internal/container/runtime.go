@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -157,24 +156,24 @@ func ping(ctx context.Context, c *dockerapi.Client) error {
 }
 
 func engineDown(socks []string, err error) *backend.Error {
-	return &backend.Error{Code: backend.CodeUnavailable, Status: http.StatusServiceUnavailable,
+	return &backend.Error{Code: backend.CodeUnavailable,
 		Message: fmt.Sprintf("container engine at %s does not answer: start it (podman system service, or dockerd) or set [container] engine_socket",
 			strings.Join(socks, " or ")),
 		Err: err}
 }
 
 func unavailable(err error, format string, args ...any) *backend.Error {
-	return &backend.Error{Code: backend.CodeUnavailable, Status: http.StatusServiceUnavailable,
+	return &backend.Error{Code: backend.CodeUnavailable,
 		Message: fmt.Sprintf(format, args...), Err: err}
 }
 
 func failed(err error, format string, args ...any) *backend.Error {
-	return &backend.Error{Code: backend.CodeFailed, Status: http.StatusBadGateway,
+	return &backend.Error{Code: backend.CodeFailed,
 		Message: fmt.Sprintf(format, args...), Err: err}
 }
 
 func timedOut(err error, format string, args ...any) *backend.Error {
-	return &backend.Error{Code: backend.CodeTimeout, Status: http.StatusGatewayTimeout,
+	return &backend.Error{Code: backend.CodeTimeout,
 		Message: fmt.Sprintf(format, args...), Err: err}
 }
 

@@ -103,7 +103,7 @@ func TestStateDirPathMustBeTheUsers(t *testing.T) {
 			u := testUser(t, f.engine)
 			tt.setup(u)
 			err := f.rt.Ensure(ctxT(t), u, f.sock(u))
-			wantErr(t, err, "agent_unavailable", 503, "state dir", tt.want, "chmod go-w")
+			wantErr(t, err, "agent_unavailable", "state dir", tt.want, "chmod go-w")
 			if list := f.containers(t, u); len(list) != 0 {
 				t.Errorf("containers of %s: %d, want none", u.Name, len(list))
 			}
