@@ -18,6 +18,7 @@ import (
 	"octo/internal/api"
 	"octo/internal/backend"
 	"octo/internal/config"
+	"octo/internal/container"
 	"octo/internal/tokens"
 )
 
@@ -64,10 +65,7 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 func newRouter(cfg config.Config, log *slog.Logger) (*backend.Router, error) {
 	rc := backend.RouterConfig{Mode: cfg.Backend.Mode, Local: cfg.Local, Container: cfg.Container.SocketDir}
 	if cfg.Backend.Mode != config.ModeLocal {
-		if containerRuntime == nil {
-			return nil, fmt.Errorf("key backend.mode: %q: container backend not available in this build", cfg.Backend.Mode)
-		}
-		rt, err := containerRuntime(cfg.Container, log)
+		rt, err := container.New(cfg.Container, log.With("backend", "container"))
 		if err != nil {
 			return nil, fmt.Errorf("container backend: %w", err)
 		}

@@ -31,7 +31,7 @@ type Router struct{ cfg RouterConfig }
 // NewRouter returns a router. Modes container and auto need a Runtime.
 func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.DevSocket == "" && cfg.Mode != config.ModeLocal && cfg.Runtime == nil {
-		return nil, fmt.Errorf("backend.mode %q: container backend not available in this build", cfg.Mode)
+		return nil, fmt.Errorf("backend.mode %q needs a container runtime", cfg.Mode)
 	}
 	return &Router{cfg: cfg}, nil
 }

@@ -112,7 +112,7 @@ func TestAutoAndContainer(t *testing.T) {
 	listenUnix(t, filepath.Join(dir, "sys", "agent-alice.sock"))
 	alice, bob := User{Name: "alice", UID: 1001}, User{Name: "bob", UID: 1002}
 
-	if _, err := NewRouter(RouterConfig{Mode: config.ModeAuto, Local: local}); err == nil || !strings.Contains(err.Error(), "not available in this build") {
+	if _, err := NewRouter(RouterConfig{Mode: config.ModeAuto, Local: local}); err == nil || !strings.Contains(err.Error(), "needs a container runtime") {
 		t.Errorf("NewRouter(auto, no runtime) = %v, want a clear error", err)
 	}
 	e := &engine{}
