@@ -1,0 +1,22 @@
+// Command floor is the activation floor of bench/coldstart.sh: the least a
+// socket-activated Go HTTP service can do. systemd starts it on the first
+// connection to its socket; it answers every request with "ok" and keeps
+// running until stopped, as an agent does until it idles out.
+package main
+
+import (
+	"log"
+	"net/http"
+
+	"github.com/coreos/go-systemd/v22/activation"
+)
+
+func main() {
+	lns, err := activation.Listeners()
+	if err != nil || len(lns) != 1 {
+		log.Fatalf("floor: want one socket from systemd, got %d (%v)", len(lns), err)
+	}
+	log.Fatal(http.Serve(lns[0], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})))
+}

@@ -1,0 +1,460 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"octo/e2e/box"
+)
+
+// BenchmarkColdStart measures a user's first request of the day: the agent
+// is not running, and systemd starts it from its socket. Three arrangements
+// run side by side in one box, each on its own socket per user:
+//
+//   - floor: a trivial socket-activated Go HTTP service (bench/floor) on a
+//     template socket with User=%i, the least an activated service costs;
+//   - sandboxed: the same service under the agent unit's sandboxing lines
+//     (NoNewPrivileges= through SystemCallFilter=, copied from the installed
+//     octo-agent@.service);
+//   - octo: GET /api/v1/status through the control plane (running, warm) to
+//     the user's agent, which systemd starts.
+//
+// It reports one cold request (median over OCTO_BENCH_SINGLES users), then
+// bursts of OCTO_BENCH_SMALL and OCTO_BENCH_USERS users' first requests, 8 at
+// a time (wall time, p50, p99), and the resident memory of idle agents.
+// Run it with bench/coldstart.sh; it ignores b.N (use -benchtime 1x).
+func BenchmarkColdStart(b *testing.B) {
+	bx := setup(b)
+	ctx := context.Background()
+	singles := envInt(b, "OCTO_BENCH_SINGLES", 15)
+	small := envInt(b, "OCTO_BENCH_SMALL", 300)
+	big := envInt(b, "OCTO_BENCH_USERS", 1000)
+	const conc = 8
+
+	users := make([]string, singles+small+big)
+	for i := range users {
+		users[i] = fmt.Sprintf("cs%05d", i)
+	}
+	start := time.Now()
+	sandbox := installFloor(b, bx)
+	installFloorUnits(b, bx, map[string][]string{"octo-floor": nil, "octo-floorsb": sandbox})
+	admin := coldStartUsers(b, bx, users, "octo-floor", "octo-floorsb", "octo-agent")
+	b.Logf("setup: %d users, their sockets and the floor units in %v", len(users), time.Since(start).Round(time.Millisecond))
+
+	arr := []arrangement{
+		{name: "floor", unit: "octo-floor@%s.service", slice: `system-octo\x2dfloor.slice`, req: floorRequest(bx, "/run/octo-floor/%s.sock")},
+		{name: "sandboxed", unit: "octo-floorsb@%s.service", slice: `system-octo\x2dfloorsb.slice`, req: floorRequest(bx, "/run/octo-floorsb/%s.sock")},
+		{name: "octo", unit: "octo-agent@%s.service", slice: `system-octo\x2dagent.slice`, req: octoRequest(bx, admin)},
+	}
+	// The control plane is warm, as it is during a day.
+	if err := arr[2].req(ctx, "alice"); err != nil {
+		b.Fatalf("warm-up: %v", err)
+	}
+
+	// One cold request each, the arrangements taking turns user by user so
+	// that the machine's noise falls on all three alike.
+	one := make([][]time.Duration, len(arr))
+	for i, u := range users[:singles] {
+		for k := range arr {
+			j := (i + k) % len(arr)
+			t0 := time.Now()
+			if err := arr[j].req(ctx, u); err != nil {
+				b.Fatalf("%s: cold request for %s: %v", arr[j].name, u, err)
+			}
+			one[j] = append(one[j], time.Since(t0))
+		}
+	}
+	for _, a := range arr {
+		stopAll(b, bx, a, users[:singles])
+	}
+	// What one cold start writes to the journal, which journald pays for.
+	for _, a := range arr {
+		out, _ := bx.Run(ctx, "journalctl", "--no-pager", "-o", "short-monotonic", "_SYSTEMD_UNIT="+fmt.Sprintf(a.unit, users[0]), "+", "UNIT="+fmt.Sprintf(a.unit, users[0]))
+		b.Logf("journal of %s's first start (%s):\n%s", users[0], a.name, out)
+	}
+	out, _ := bx.Run(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", "octo.service", "-n", "5")
+	b.Logf("octo.service's last lines:\n%s", out)
+	b.Logf("%-32s %14s %14s %14s", "", "floor", "sandboxed", "octo")
+	b.Logf("%-32s %14v %14v %14v   octo/sandboxed %.2f, octo/floor %.2f", fmt.Sprintf("one cold request, median of %d", singles),
+		median(one[0]), median(one[1]), median(one[2]),
+		ratio(median(one[2]), median(one[1])), ratio(median(one[2]), median(one[0])))
+	b.ReportMetric(ratio(median(one[2]), median(one[1])), "cold-x-sandboxed")
+
+	rest := users[singles:]
+	for _, n := range []int{small, big} {
+		group := rest[:n]
+		rest = rest[n:]
+		bursts := make([]burstResult, len(arr))
+		var rss string
+		for k, a := range arr {
+			before := cpuUsage(b, bx, a)
+			bursts[k] = burst(ctx, a, group, conc)
+			bursts[k].cpu = cpuUsage(b, bx, a).minus(before, n)
+			if a.name == "octo" {
+				rss = agentRSS(b, bx)
+			}
+			stopAll(b, bx, a, group)
+		}
+		b.Logf("%-32s %14v %14v %14v   octo/sandboxed %.2f, octo/floor %.2f", fmt.Sprintf("%d users, %d at a time: wall", n, conc),
+			bursts[0].wall.Round(time.Millisecond), bursts[1].wall.Round(time.Millisecond), bursts[2].wall.Round(time.Millisecond),
+			ratio(bursts[2].wall, bursts[1].wall), ratio(bursts[2].wall, bursts[0].wall))
+		b.Logf("%-32s %14s %14s %14s", "  p50 / p99 (ms)", bursts[0].pct(), bursts[1].pct(), bursts[2].pct())
+		b.Logf("%-32s %14d %14d %14d", "  failed", bursts[0].failed, bursts[1].failed, bursts[2].failed)
+		b.Logf("  CPU per first request, µs:")
+		for _, part := range cpuParts {
+			b.Logf("    %-28s %14d %14d %14d", part.name, bursts[0].cpu[part.name], bursts[1].cpu[part.name], bursts[2].cpu[part.name])
+		}
+		b.Logf("  idle agents' RSS after the burst, KiB (min/median/max): %s", rss)
+		b.ReportMetric(ratio(bursts[2].wall, bursts[1].wall), fmt.Sprintf("burst%d-x-sandboxed", n))
+		for k, r := range bursts {
+			if r.failed > 0 {
+				b.Errorf("%s: %d of %d first requests failed; first error: %v", arr[k].name, r.failed, n, r.err)
+			}
+		}
+	}
+}
+
+// arrangement is one way of serving a user's first request.
+type arrangement struct {
+	name  string
+	unit  string // the per-user service, with %s for the user
+	slice string // the slice systemd puts the services in
+	req   func(ctx context.Context, user string) error
+}
+
+// cpuParts are the cgroups (inside the box) whose CPU time a burst reports;
+// "service" is the arrangement's own slice, "box" everything.
+var cpuParts = []struct{ name, cgroup string }{
+	{"service (all instances)", ""},
+	{"octo.service", "system.slice/octo.service"},
+	{"systemd (PID 1)", "init.scope"},
+	{"journald", "system.slice/systemd-journald.service"},
+	{"box (everything)", "."},
+}
+
+// cpuTimes is microseconds of CPU by part.
+type cpuTimes map[string]int64
+
+func (c cpuTimes) minus(before cpuTimes, n int) cpuTimes {
+	d := cpuTimes{}
+	for k, v := range c {
+		d[k] = (v - before[k]) / int64(n)
+	}
+	return d
+}
+
+// cpuUsage reads usage_usec of each part's cgroup.
+func cpuUsage(b *testing.B, bx *box.Box, a arrangement) cpuTimes {
+	var script strings.Builder
+	for _, p := range cpuParts {
+		cg := p.cgroup
+		if cg == "" {
+			cg = "system.slice/" + a.slice
+		}
+		fmt.Fprintf(&script, "awk '$1==\"usage_usec\"{print $2}' '/sys/fs/cgroup/%s/cpu.stat' 2>/dev/null || echo 0\n", cg)
+	}
+	out, err := bx.Sh(context.Background(), script.String())
+	if err != nil {
+		b.Fatalf("read cpu.stat: %v\n%s", err, out)
+	}
+	f := strings.Fields(out)
+	t := cpuTimes{}
+	for i, p := range cpuParts {
+		if i < len(f) {
+			t[p.name], _ = strconv.ParseInt(f[i], 10, 64)
+		}
+	}
+	return t
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// floorUnits is the floor's template socket and service; %[1]s is the
+// unit's name, %[2]s extra [Service] lines.
+const floorUnits = `cat > /etc/systemd/system/%[1]s@.socket <<'EOF'
+[Socket]
+ListenStream=/run/%[1]s/%%i.sock
+SocketMode=0666
+TriggerLimitIntervalSec=10s
+TriggerLimitBurst=100
+EOF
+cat > /etc/systemd/system/%[1]s@.service <<'EOF'
+[Unit]
+StartLimitIntervalSec=10s
+StartLimitBurst=60
+[Service]
+User=%%i
+ExecStart=/usr/local/bin/octo-floor
+%[2]s
+EOF
+`
+
+// installFloor builds bench/floor into the box and returns the sandboxing
+// lines of the installed octo-agent@.service.
+func installFloor(b *testing.B, bx *box.Box) (sandbox []string) {
+	bin := filepath.Join(bx.Share(), "bin", "octo-floor")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./bench/floor")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build floor: %v\n%s", err, out)
+	}
+	unit, err := os.ReadFile(bx.Path("/etc/systemd/system/octo-agent@.service"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sandbox = sandboxLines(string(unit))
+	if len(sandbox) == 0 || !strings.HasPrefix(sandbox[len(sandbox)-1], "SystemCallFilter=") {
+		b.Fatalf("no sandboxing lines found in the installed octo-agent@.service:\n%s", unit)
+	}
+	if out, err := bx.Run(context.Background(), "install", "-m", "0755", box.Inside+"/bin/octo-floor", "/usr/local/bin/octo-floor"); err != nil {
+		b.Fatalf("install floor: %v\n%s", err, out)
+	}
+	return sandbox
+}
+
+// installFloorUnits installs a template socket and service for the floor
+// under each name, with the given extra [Service] lines.
+func installFloorUnits(b *testing.B, bx *box.Box, units map[string][]string) {
+	var script strings.Builder
+	for name, lines := range units {
+		fmt.Fprintf(&script, floorUnits, name, strings.Join(lines, "\n"))
+	}
+	script.WriteString("systemctl daemon-reload\n")
+	// The script goes through the share: it can be longer than an argument.
+	path := filepath.Join(bx.Share(), "floor-units.sh")
+	if err := os.WriteFile(path, []byte(script.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := bx.Run(context.Background(), "sh", "-e", box.Inside+"/floor-units.sh"); err != nil {
+		b.Fatalf("install floor units: %v\n%s", err, out)
+	}
+}
+
+// sandboxLines returns the unit's lines from NoNewPrivileges= through
+// SystemCallFilter=, without comments.
+func sandboxLines(unit string) []string {
+	var out []string
+	in := false
+	for _, l := range strings.Split(unit, "\n") {
+		if strings.HasPrefix(l, "NoNewPrivileges=") {
+			in = true
+		}
+		if in && l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+		if strings.HasPrefix(l, "SystemCallFilter=") {
+			break
+		}
+	}
+	return out
+}
+
+// coldStartUsers adds users to the box (straight into /etc/passwd and
+// /etc/group: useradd is much slower), starts their sockets of each
+// template (NAME@USER.socket), and returns an admin token.
+func coldStartUsers(b *testing.B, bx *box.Box, users []string, templates ...string) string {
+	ctx := context.Background()
+	// The users are cs00000, cs00001, ... with uid and gid 20000 + i.
+	script := fmt.Sprintf(`set -e
+i=0
+while [ $i -lt %d ]; do
+	u=$(printf cs%%05d $i); id=$((20000 + i))
+	echo "$u:x:$id:$id::/home/$u:/bin/sh" >&3
+	echo "$u:x:$id:" >&4
+	install -d -m 0700 -o $id -g $id /home/$u
+	i=$((i + 1))
+done 3>>/etc/passwd 4>>/etc/group
+`, len(users))
+	if users[len(users)-1] != fmt.Sprintf("cs%05d", len(users)-1) {
+		b.Fatalf("users must be cs00000 and on, in order")
+	}
+	if out, err := bx.Sh(ctx, script); err != nil {
+		b.Fatalf("add users: %v\n%s", err, out)
+	}
+	// Start the sockets in slices: one systemctl call per few hundred units.
+	var units []string
+	for _, u := range users {
+		for _, t := range templates {
+			units = append(units, t+"@"+u+".socket")
+		}
+	}
+	for c := range slices.Chunk(units, 600) {
+		if out, err := bx.Run(ctx, append([]string{"systemctl", "start"}, c...)...); err != nil {
+			b.Fatalf("start sockets: %v\n%s", err, out)
+		}
+	}
+	out, err := bx.Run(ctx, "/usr/local/bin/octo", "token", "create", "root", "--admin")
+	if err != nil {
+		b.Fatalf("admin token: %v", err)
+	}
+	f := strings.Fields(out)
+	return f[len(f)-1]
+}
+
+// floorRequest returns a request to the floor's socket (sock has %s for
+// the user), made the way octoRequest makes its: a new connection from the
+// box's network namespace, one GET, Connection: close.
+func floorRequest(bx *box.Box, sock string) func(context.Context, string) error {
+	return func(ctx context.Context, user string) error {
+		return get(ctx, bx, "unix", bx.Path(fmt.Sprintf(sock, user)), "/", "")
+	}
+}
+
+// octoRequest returns GET /api/v1/status?user=USER through the control
+// plane over TCP with an admin token.
+func octoRequest(bx *box.Box, token string) func(context.Context, string) error {
+	return func(ctx context.Context, user string) error {
+		return get(ctx, bx, "tcp", "127.0.0.1:3000", "/api/v1/status?user="+user, token)
+	}
+}
+
+func get(ctx context.Context, bx *box.Box, network, addr, path, token string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	c, err := bx.DialContext(ctx, network, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	req := "GET " + path + " HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+	if token != "" {
+		req += "Authorization: Bearer " + token + "\r\n"
+	}
+	if _, err := c.Write([]byte(req + "\r\n")); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s", addr, path, resp.Status)
+	}
+	return nil
+}
+
+// burstResult is one arrangement's burst of first requests.
+type burstResult struct {
+	cpu    cpuTimes // per request
+	wall   time.Duration
+	lat    []time.Duration
+	failed int
+	err    error
+}
+
+func (r burstResult) pct() string {
+	if len(r.lat) == 0 {
+		return "-"
+	}
+	s := slices.Clone(r.lat)
+	slices.Sort(s)
+	p := func(q float64) int64 { return s[min(len(s)-1, int(q*float64(len(s))))].Milliseconds() }
+	return fmt.Sprintf("%d / %d", p(0.50), p(0.99))
+}
+
+// burst sends each user's first request, conc at a time.
+func burst(ctx context.Context, a arrangement, users []string, conc int) burstResult {
+	var (
+		mu  sync.Mutex
+		res burstResult
+		wg  sync.WaitGroup
+	)
+	next := make(chan string)
+	t0 := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range next {
+				t := time.Now()
+				err := a.req(ctx, u)
+				d := time.Since(t)
+				mu.Lock()
+				res.lat = append(res.lat, d)
+				if err != nil {
+					if res.failed++; res.err == nil {
+						res.err = fmt.Errorf("%s: %w", u, err)
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, u := range users {
+		next <- u
+	}
+	close(next)
+	wg.Wait()
+	res.wall = time.Since(t0)
+	return res
+}
+
+// stopAll stops the arrangement's services for users, so that the next
+// burst starts on a machine without them.
+func stopAll(b *testing.B, bx *box.Box, a arrangement, users []string) {
+	var units []string
+	for _, u := range users {
+		units = append(units, fmt.Sprintf(a.unit, u))
+	}
+	for c := range slices.Chunk(units, 600) {
+		if out, err := bx.Run(context.Background(), append([]string{"systemctl", "stop"}, c...)...); err != nil {
+			b.Fatalf("stop %s: %v\n%s", a.name, err, out)
+		}
+	}
+}
+
+// agentRSS returns the min, median and max resident memory of the running
+// agents, in KiB.
+func agentRSS(b *testing.B, bx *box.Box) string {
+	out, err := bx.Run(context.Background(), "ps", "-o", "rss=", "-C", "octo-agent")
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	var kib []int
+	for _, f := range strings.Fields(out) {
+		if n, err := strconv.Atoi(f); err == nil {
+			kib = append(kib, n)
+		}
+	}
+	if len(kib) == 0 {
+		return "no agents running"
+	}
+	slices.Sort(kib)
+	return fmt.Sprintf("%d / %d / %d over %d agents", kib[0], kib[len(kib)/2], kib[len(kib)-1], len(kib))
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2].Round(10 * time.Microsecond)
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
