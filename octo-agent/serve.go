@@ -38,7 +38,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	stopWatchdog()
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	if err == nil {
-		log.Info("octo-agent stopped")
+		log.Debug("octo-agent stopped")
 	}
 	return err
 }

@@ -160,7 +160,10 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 	go func() { acceptErr <- s.acceptLoop(ln, conns) }()
 	s.idle.start()
 	defer s.idle.stop()
-	s.log.Info("agent serving", "user", s.cfg.User, "uid", s.cfg.UID, "workspace", s.cfg.Workspace,
+	// Debug, not Info: systemd journals the unit's start, and a line of
+	// our own on every start costs journald more CPU than the rest of a
+	// cold start's logging (bench/coldstart.sh).
+	s.log.Debug("agent serving", "user", s.cfg.User, "uid", s.cfg.UID, "workspace", s.cfg.Workspace,
 		"socket", ln.Addr().String(), "sessions", len(s.sess.list()), "version", Version)
 
 	var err error
@@ -168,7 +171,7 @@ wait:
 	for {
 		select {
 		case <-ctx.Done():
-			s.log.Info("agent stopping", "reason", "signal")
+			s.log.Debug("agent stopping", "reason", "signal")
 			break wait
 		case <-s.idle.fired():
 			if testHookIdle != nil {

@@ -126,7 +126,9 @@ func (p *Pool) get(ctx context.Context, u User) (*conn, error) {
 	p.mu.Lock()
 	p.conns[u.Name] = c
 	p.mu.Unlock()
-	p.log.Info("agent connected", "user", u.Name, "placement", ep.Placement, "socket", ep.Socket)
+	// Debug: connecting is routine (every agent start, after every idle
+	// exit), and each line costs journald; failures are errors of the call.
+	p.log.Debug("agent connected", "user", u.Name, "placement", ep.Placement, "socket", ep.Socket)
 	return c, nil
 }
 
@@ -149,7 +151,7 @@ func (p *Pool) release(name string, c *conn, err error) {
 	if (errors.Is(err, agentrpc.ErrConnLost) || errors.Is(err, agentrpc.ErrBadReply)) && p.conns[name] == c {
 		delete(p.conns, name)
 		c.client.Close()
-		p.log.Info("agent connection lost", "user", name, "placement", c.ep.Placement, "err", err)
+		p.log.Debug("agent connection lost", "user", name, "placement", c.ep.Placement, "err", err)
 	}
 }
 
