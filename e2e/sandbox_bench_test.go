@@ -40,6 +40,18 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 		units[without] = slices.Delete(slices.Clone(sandbox), k, k+1)
 		vs = append(vs, &variant{label: "alone: " + line, name: alone}, &variant{label: "without: " + line, name: without})
 	}
+	// The agent unit's other [Service] lines, each added to the whole
+	// sandbox: what they cost beyond it.
+	for k, extra := range [][]string{
+		{"Type=notify", "NotifyAccess=main"},
+		{"StateDirectory=octo-floor/%i", "StateDirectoryMode=0700"},
+		{"WorkingDirectory=~"},
+		{"KillMode=control-group", "TimeoutStopSec=15s"},
+	} {
+		with := fmt.Sprintf("octo-fx%02d", k)
+		units[with] = append(slices.Clone(sandbox), extra...)
+		vs = append(vs, &variant{label: "all + " + strings.Join(extra, " "), name: with})
+	}
 	installFloorUnits(b, bx, units)
 	users := make([]string, starts)
 	for i := range users {
@@ -70,7 +82,7 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 	b.Logf("%-62s %10s %10s %12s", "sandbox", "latency", "CPU µs", "vs none/all")
 	for _, v := range vs {
 		ref := none
-		if strings.HasPrefix(v.label, "without") {
+		if strings.HasPrefix(v.label, "without") || strings.HasPrefix(v.label, "all +") {
 			ref = all
 		}
 		b.Logf("%-62s %10v %10d %+12d", trim(v.label, 62), median(v.lat), med(v.cpu), med(v.cpu)-med(ref.cpu))
