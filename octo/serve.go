@@ -74,9 +74,12 @@ func newRouter(cfg config.Config, log *slog.Logger) (*backend.Router, error) {
 	return backend.NewRouter(rc)
 }
 
-// serveHTTP serves the API on every listener until ctx is done, then stops
-// accepting, lets in-flight requests finish (bounded by
-// server.shutdown_timeout) and returns.
+// serveHTTP serves the API on every listener until ctx is done, then
+// drains: it stops accepting (with socket activation, new connections wait
+// in the kernel for the next instance), closes each connection after its
+// next response, ends output streams at the end of server.drain_window,
+// lets in-flight requests finish (bounded by server.shutdown_timeout) and
+// returns.
 func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc config.Server, log *slog.Logger) error {
 	errc := make(chan error, len(lns))
 	var servers []*http.Server
@@ -96,6 +99,9 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 		if nl.unix {
 			hs.ConnContext = drain.connContext(api.ConnContext)
 		}
+		// Shutdown begins at the end of the drain window: streams end
+		// then, cleanly, and their connections close after them.
+		hs.RegisterOnShutdown(srv.EndStreams)
 		servers = append(servers, hs)
 		log.Info("listening", "name", nl.name, "addr", nl.ln.Addr().String(), "inherited", nl.inherited)
 		serving.Add(1)
@@ -116,19 +122,32 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	sctx, cancel := context.WithTimeout(context.Background(), sc.ShutdownTimeout.Duration)
 	defer cancel()
-	// Stop accepting; with socket activation, new connections now wait in
-	// the kernel for the next instance.
+	start := time.Now()
+	drain.stop()
 	stopping.Store(true)
 	closeAll(lns)
 	waitGroup(sctx, &serving)
+	// Keep-alive connections close after their next response; give idle
+	// ones the drain window to send it.
+	wctx, wcancel := context.WithTimeout(sctx, sc.DrainWindow.Duration)
+	drain.waitClosed(wctx)
+	wcancel()
+	open, _ := drain.counts()
 	// Answer every connection already accepted, then shut down.
-	drain.wait(sctx)
+	drain.waitPending(sctx)
+	var wg sync.WaitGroup
 	for _, hs := range servers {
-		if err := hs.Shutdown(sctx); err != nil {
-			log.Warn("shutdown incomplete: closing remaining connections", "err", err)
-			hs.Close()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Shutdown(sctx); err != nil {
+				log.Warn("shutdown incomplete: closing remaining connections", "err", err)
+				hs.Close()
+			}
+		}()
 	}
+	wg.Wait()
+	log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond), "open_after_window", open)
 	return err
 }
 

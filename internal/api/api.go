@@ -48,6 +48,10 @@ type Server struct {
 	streams   map[string]int // user -> open output streams
 
 	uploads budget // bytes of upload bodies in memory
+
+	// ending is canceled by EndStreams: output streams then end cleanly.
+	ending    context.Context
+	endStream context.CancelFunc
 }
 
 // maxJSONBody bounds JSON request bodies.
@@ -75,6 +79,7 @@ func New(cfg Config) *Server {
 		cfg.MaxStreamsPerUser = 16
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, streams: map[string]int{}, uploads: budget{max: cfg.MaxUploadsInFlight}}
+	s.ending, s.endStream = context.WithCancel(context.Background())
 	s.mux = s.routes()
 	return s
 }
@@ -193,6 +198,19 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, t target) {
 		Placement: string(ep.Placement),
 		Agent:     infoOf(info),
 	})
+}
+
+// EndStreams ends every output stream, now and from now on, with a clean
+// end of stream (the next offset in the trailer, or the last event id) from
+// which the client resumes, on the next instance when this one is stopping.
+// Call it when the server shuts down (http.Server.RegisterOnShutdown).
+func (s *Server) EndStreams() { s.endStream() }
+
+// streamContext is r's context, also canceled by EndStreams.
+func (s *Server) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(s.ending, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // acquireStream counts an output stream for user, refusing beyond the cap.

@@ -39,6 +39,7 @@ func Default() Config {
 			AgentTimeout:       Duration{30 * time.Second},
 			MaxStreamsPerUser:  16,
 			ShutdownTimeout:    Duration{30 * time.Second},
+			DrainWindow:        Duration{time.Second},
 		},
 		Backend: Backend{Mode: ModeLocal},
 		Local: Local{
@@ -154,6 +155,9 @@ func (c *Config) validate() error {
 		if d.v.Duration <= 0 {
 			return keyError(d.key, "must be a positive duration such as \"10s\"")
 		}
+	}
+	if s.DrainWindow.Duration < 0 || s.DrainWindow.Duration > s.ShutdownTimeout.Duration {
+		return keyError("server.drain_window", "%s must be between 0 and server.shutdown_timeout (%s)", s.DrainWindow.Duration, s.ShutdownTimeout.Duration)
 	}
 	if s.MaxUploadsInFlight < s.MaxBodyBytes {
 		return keyError("server.max_upload_bytes_in_flight", "%d is below server.max_body_bytes (%d): an upload at the body limit could never start", s.MaxUploadsInFlight, s.MaxBodyBytes)

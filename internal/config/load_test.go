@@ -115,6 +115,8 @@ func TestMistakesNameTheKey(t *testing.T) {
 		{"bad listen", "[server]\nlisten = \"3000\"\n", []string{"key server.listen"}},
 		{"relative state dir", "[server]\nstate_dir = \"state\"\n", []string{"key server.state_dir", "absolute"}},
 		{"zero timeout", "[server]\nagent_timeout = \"0s\"\n", []string{"key server.agent_timeout"}},
+		{"drain window over shutdown", "[server]\nshutdown_timeout = \"2s\"\ndrain_window = \"3s\"\n", []string{"key server.drain_window", "shutdown_timeout"}},
+		{"negative drain window", "[server]\ndrain_window = \"-1s\"\n", []string{"key server.drain_window"}},
 		{"zero streams", "[server]\nmax_streams_per_user = 0\n", []string{"key server.max_streams_per_user"}},
 		{"bad user", "[users]\nallow = [\"a b\"]\n", []string{"key users.allow"}},
 		{"negative uid", "[users]\nmin_uid = -1\n", []string{"users.min_uid"}},

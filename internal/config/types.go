@@ -32,6 +32,9 @@ type Server struct {
 	AgentTimeout       Duration `toml:"agent_timeout"` // every agent call but output streams
 	MaxStreamsPerUser  int      `toml:"max_streams_per_user"`
 	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
+	// DrainWindow is how long a stopping server keeps idle keep-alive
+	// connections open for one more request, and when it ends streams.
+	DrainWindow Duration `toml:"drain_window"`
 }
 
 // Backend chooses where users' agents run.
