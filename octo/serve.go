@@ -97,7 +97,9 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 		}
 		hs.ConnContext = drain.connContext(nil)
 		if nl.unix {
-			hs.ConnContext = drain.connContext(api.ConnContext)
+			hs.ConnContext = drain.connContext(func(ctx context.Context, c net.Conn) context.Context {
+				return api.ConnContext(ctx, unwrapConn(c))
+			})
 		}
 		// Shutdown begins at the end of the drain window: streams end
 		// then, cleanly, and their connections close after them.
@@ -107,7 +109,8 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 		serving.Add(1)
 		go func() {
 			defer serving.Done()
-			if err := hs.Serve(nl.ln); !errors.Is(err, http.ErrServerClosed) && !stopping.Load() {
+			ln := progressListener{nl.ln, sc.WriteStallTimeout.Duration}
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !stopping.Load() {
 				errc <- fmt.Errorf("serve %s: %w", nl.name, err)
 			}
 		}()

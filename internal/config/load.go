@@ -38,6 +38,8 @@ func Default() Config {
 			ReadHeaderTimeout:  Duration{10 * time.Second},
 			AgentTimeout:       Duration{30 * time.Second},
 			MaxStreamsPerUser:  16,
+			MaxRequestsPerUser: 256,
+			WriteStallTimeout:  Duration{30 * time.Second},
 			ShutdownTimeout:    Duration{30 * time.Second},
 			DrainWindow:        Duration{time.Second},
 		},
@@ -150,6 +152,7 @@ func (c *Config) validate() error {
 		{"server.body_read_timeout", s.BodyReadTimeout},
 		{"server.agent_timeout", s.AgentTimeout},
 		{"server.shutdown_timeout", s.ShutdownTimeout},
+		{"server.write_stall_timeout", s.WriteStallTimeout},
 		{"local.connect_timeout", c.Local.ConnectTimeout},
 	} {
 		if d.v.Duration <= 0 {
@@ -164,6 +167,9 @@ func (c *Config) validate() error {
 	}
 	if s.MaxStreamsPerUser < 1 {
 		return keyError("server.max_streams_per_user", "%d must be at least 1", s.MaxStreamsPerUser)
+	}
+	if s.MaxRequestsPerUser < s.MaxStreamsPerUser {
+		return keyError("server.max_requests_per_user", "%d is below server.max_streams_per_user (%d): every stream is a request too", s.MaxRequestsPerUser, s.MaxStreamsPerUser)
 	}
 	switch c.Backend.Mode {
 	case ModeLocal, ModeContainer, ModeAuto:

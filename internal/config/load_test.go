@@ -117,6 +117,8 @@ func TestMistakesNameTheKey(t *testing.T) {
 		{"zero timeout", "[server]\nagent_timeout = \"0s\"\n", []string{"key server.agent_timeout"}},
 		{"drain window over shutdown", "[server]\nshutdown_timeout = \"2s\"\ndrain_window = \"3s\"\n", []string{"key server.drain_window", "shutdown_timeout"}},
 		{"negative drain window", "[server]\ndrain_window = \"-1s\"\n", []string{"key server.drain_window"}},
+		{"requests below streams", "[server]\nmax_requests_per_user = 8\nmax_streams_per_user = 16\n", []string{"key server.max_requests_per_user", "max_streams_per_user"}},
+		{"zero write stall timeout", "[server]\nwrite_stall_timeout = \"0s\"\n", []string{"key server.write_stall_timeout"}},
 		{"zero streams", "[server]\nmax_streams_per_user = 0\n", []string{"key server.max_streams_per_user"}},
 		{"bad user", "[users]\nallow = [\"a b\"]\n", []string{"key users.allow"}},
 		{"negative uid", "[users]\nmin_uid = -1\n", []string{"users.min_uid"}},

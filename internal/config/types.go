@@ -31,7 +31,12 @@ type Server struct {
 	ReadHeaderTimeout  Duration `toml:"read_header_timeout"`
 	AgentTimeout       Duration `toml:"agent_timeout"` // every agent call but output streams
 	MaxStreamsPerUser  int      `toml:"max_streams_per_user"`
-	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
+	// MaxRequestsPerUser bounds one user's requests in flight (429 beyond).
+	MaxRequestsPerUser int `toml:"max_requests_per_user"`
+	// WriteStallTimeout is how long a response may make no progress
+	// (the client reads nothing) before its connection is closed.
+	WriteStallTimeout Duration `toml:"write_stall_timeout"`
+	ShutdownTimeout   Duration `toml:"shutdown_timeout"`
 	// DrainWindow is how long a stopping server keeps idle keep-alive
 	// connections open for one more request, and when it ends streams.
 	DrainWindow Duration `toml:"drain_window"`
