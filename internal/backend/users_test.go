@@ -34,7 +34,9 @@ func TestUsersPolicy(t *testing.T) {
 	if err != nil {
 		skip(t, "TestUsersPolicy: needs nobody's primary group")
 	}
-	shell := func(sh string) string { return "nobody:x:" + nobody.Uid + ":" + nobody.Gid + ":nobody:/nonexistent:" + sh + "\n" }
+	shell := func(sh string) string {
+		return "nobody:x:" + nobody.Uid + ":" + nobody.Gid + ":nobody:/nonexistent:" + sh + "\n"
+	}
 	canLogin := "root:x:0:0:root:/root:/bin/bash\n" + shell("/bin/sh")
 	for _, tc := range []struct {
 		name   string
