@@ -39,11 +39,11 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request, t target) {
 		s.outputOnce(w, r, u, offset)
 		return
 	}
-	if !s.acquireStream(u.Name) {
+	if !s.streams.acquire(u.Name) {
 		writeError(w, http.StatusTooManyRequests, "limit", fmt.Sprintf("%s already has %d output streams open (server.max_streams_per_user)", u.Name, s.cfg.MaxStreamsPerUser))
 		return
 	}
-	defer s.releaseStream(u.Name)
+	defer s.streams.release(u.Name)
 	// The first read checks the session exists before a 200 goes out.
 	out, err := s.readOutput(r, u, offset, 0)
 	if err != nil {
