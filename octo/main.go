@@ -156,6 +156,11 @@ func checkConfigCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	if warning, err := checkTLS(cfg.Server); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	} else if warning != "" {
+		fmt.Printf("%s: warning: %s\n", p, warning)
+	}
 	if _, err := os.Stat(p); err != nil {
 		fmt.Printf("%s: no such file; the defaults apply (backend.mode %s)\n", p, cfg.Backend.Mode)
 		return nil

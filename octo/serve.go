@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -54,10 +57,36 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 		MaxStreamsPerUser: cfg.Server.MaxStreamsPerUser, MaxRequestsPerUser: cfg.Server.MaxRequestsPerUser,
 		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration,
 	})
+	tlsCerts, err := loadCerts(cfg.Server)
+	if err != nil {
+		return err
+	}
 	lns, err := listeners(cfg.Server, log)
 	if err != nil {
 		return err
 	}
+	for i, nl := range lns {
+		switch {
+		case nl.unix:
+		case tlsCerts != nil:
+			lns[i].tls = tlsCerts.config()
+			log.Info("tls certificate loaded", certAttrs(tlsCerts.cur.Load())...)
+		default:
+			if w := plainTokens(nl.ln.Addr()); w != "" {
+				log.Warn(w)
+			}
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			daemon.SdNotify(false, daemon.SdNotifyReloading)
+			reloadCerts(tlsCerts, log)
+			daemon.SdNotify(false, daemon.SdNotifyReady)
+		}
+	}()
 	log.Info("octo serving", "version", version, "mode", cfg.Backend.Mode, "config", configPath(*path))
 	return serveHTTP(ctx, srv, lns, cfg.Server, log)
 }
@@ -105,12 +134,21 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 		// then, cleanly, and their connections close after them.
 		hs.RegisterOnShutdown(srv.EndStreams)
 		servers = append(servers, hs)
-		log.Info("listening", "name", nl.name, "addr", nl.ln.Addr().String(), "inherited", nl.inherited)
+		log.Info("listening", "name", nl.name, "addr", nl.ln.Addr().String(), "inherited", nl.inherited, "tls", nl.tls != nil)
 		serving.Add(1)
 		go func() {
 			defer serving.Done()
 			ln := progressListener{nl.ln, sc.WriteStallTimeout.Duration}
-			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !stopping.Load() {
+			var err error
+			if nl.tls != nil {
+				// Over TLS only; net/http adds HTTP/2 and answers plain
+				// HTTP with 400.
+				hs.TLSConfig = nl.tls
+				err = hs.ServeTLS(ln, "", "")
+			} else {
+				err = hs.Serve(ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) && !stopping.Load() {
 				errc <- fmt.Errorf("serve %s: %w", nl.name, err)
 			}
 		}()
@@ -168,4 +206,5 @@ type namedListener struct {
 	ln        net.Listener
 	unix      bool
 	inherited bool
+	tls       *tls.Config // nil: plain HTTP
 }

@@ -129,6 +129,14 @@ func (c *Config) validate() error {
 	if s.APISocket != "" && !filepath.IsAbs(s.APISocket) {
 		return keyError("server.api_socket", "%q must be an absolute path (\"\" disables it)", s.APISocket)
 	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		return keyError("server.tls_cert", "server.tls_cert and server.tls_key go together: set both (TLS) or neither (plain HTTP)")
+	}
+	for _, k := range []struct{ key, v string }{{"server.tls_cert", s.TLSCert}, {"server.tls_key", s.TLSKey}} {
+		if k.v != "" && !filepath.IsAbs(k.v) && (filepath.Base(k.v) != k.v || k.v == "." || k.v == "..") {
+			return keyError(k.key, "%q must be an absolute path or the name of a systemd credential (LoadCredential=NAME:PATH)", k.v)
+		}
+	}
 	if !filepath.IsAbs(s.StateDir) {
 		return keyError("server.state_dir", "%q must be an absolute path", s.StateDir)
 	}

@@ -119,6 +119,8 @@ func TestMistakesNameTheKey(t *testing.T) {
 		{"negative drain window", "[server]\ndrain_window = \"-1s\"\n", []string{"key server.drain_window"}},
 		{"requests below streams", "[server]\nmax_requests_per_user = 8\nmax_streams_per_user = 16\n", []string{"key server.max_requests_per_user", "max_streams_per_user"}},
 		{"zero write stall timeout", "[server]\nwrite_stall_timeout = \"0s\"\n", []string{"key server.write_stall_timeout"}},
+		{"tls cert without key", "[server]\ntls_cert = \"/etc/octo/tls.crt\"\n", []string{"key server.tls_cert", "tls_key"}},
+		{"tls key a relative path", "[server]\ntls_cert = \"tls.crt\"\ntls_key = \"keys/tls.key\"\n", []string{"key server.tls_key", "credential"}},
 		{"zero streams", "[server]\nmax_streams_per_user = 0\n", []string{"key server.max_streams_per_user"}},
 		{"bad user", "[users]\nallow = [\"a b\"]\n", []string{"key users.allow"}},
 		{"negative uid", "[users]\nmin_uid = -1\n", []string{"users.min_uid"}},

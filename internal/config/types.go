@@ -19,9 +19,13 @@ type Config struct {
 
 // Server configures the control plane's own listeners and limits.
 type Server struct {
-	Listen       string   `toml:"listen"`     // TCP address of the HTTP API
-	APISocket    string   `toml:"api_socket"` // Unix socket of the HTTP API ("" disables it)
-	StateDir     string   `toml:"state_dir"`  // tokens live here
+	Listen    string `toml:"listen"`     // TCP address of the HTTP API
+	APISocket string `toml:"api_socket"` // Unix socket of the HTTP API ("" disables it)
+	StateDir  string `toml:"state_dir"`  // tokens live here
+	// TLSCert and TLSKey are PEM files (absolute paths, or names of
+	// systemd credentials): with them the TCP listener speaks only TLS.
+	TLSCert      string   `toml:"tls_cert"`
+	TLSKey       string   `toml:"tls_key"`
 	MaxBodyBytes ByteSize `toml:"max_body_bytes"`
 	// MaxUploadsInFlight bounds the bytes of file uploads all requests
 	// together may hold in memory (429 beyond).
