@@ -7,8 +7,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"octo/internal/config"
 )
@@ -129,4 +131,20 @@ func checkTLS(sc config.Server) (warning string, err error) {
 		return "", nil
 	}
 	return plainWarning(sc.Listen) + " (when systemd passes octo.socket, its ListenStream= decides the address)", nil
+}
+
+// reloadCmd sends SIGHUP to the octo serve with the given pid: octo.service's
+// ExecReload (a unit cannot name kill portably: its path differs).
+func reloadCmd(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%w: reload takes the pid of octo serve ($MAINPID in octo.service)", errUsage)
+	}
+	pid, err := strconv.Atoi(args[0])
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("%w: reload: %q is not a process id", errUsage, args[0])
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("reload: signal %d: %w", pid, err)
+	}
+	return nil
 }

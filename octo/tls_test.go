@@ -153,7 +153,9 @@ func TestTLSServeAndReload(t *testing.T) {
 
 	// A good renewal: new connections get it, the open one goes on.
 	ca.issue(t, dir, 200)
-	octo.Process.Signal(syscall.SIGHUP)
+	if _, err := capture(t, "reload", fmt.Sprint(octo.Process.Pid)); err != nil { // octo.service's ExecReload
+		t.Fatalf("octo reload: %v", err)
+	}
 	waitLog(t, f.logs, "serial=200")
 	resp, reused, err := get()
 	if err != nil || resp.StatusCode != 200 || !reused || resp.TLS.PeerCertificates[0].SerialNumber.Int64() != 100 {
