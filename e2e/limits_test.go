@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -172,4 +174,73 @@ func ptr(p *int) string {
 		return "none"
 	}
 	return fmt.Sprint(*p)
+}
+
+// rssKiB is a box process's resident set in KiB.
+func rssKiB(t *testing.T, b *box.Box, pid string) int64 {
+	t.Helper()
+	out, err := b.Run(context.Background(), "cat", "/proc/"+pid+"/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
+		}
+	}
+	t.Fatalf("no VmRSS for pid %s", pid)
+	return 0
+}
+
+// 11.2. 1,000 downloads of a 64 MiB file whose client never reads raise
+// octo's RSS by at most 200 MiB (max_requests_per_user admits 256, the
+// rest get 429 at once; write_stall_timeout frees the admitted ones), and
+// bob's status answers within 100 ms meanwhile.
+func TestStalledDownloadsBounded(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	alice, bob := newClient(t, b, "alice"), newClient(t, b, "bob")
+	alice.run("/bin/sh", "-c", "head -c 67108864 /dev/urandom > stalled.bin")
+	t.Cleanup(func() { b.Run(ctx, "rm", "-f", "/home/alice/stalled.bin") })
+	bob.expect("GET", "/api/v1/status", nil, http.StatusOK, nil)
+	pid := unitProp(t, b, "octo.service", "MainPID")
+	before := rssKiB(t, b, pid)
+
+	const n = 1000
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	req := "GET /api/v1/files/stalled.bin HTTP/1.1\r\nHost: octo\r\nAuthorization: Bearer " + tokens["alice"] + "\r\n\r\n"
+	for i := 0; i < n; i++ {
+		c, err := b.DialContext(ctx, "tcp", "127.0.0.1:3000")
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(4 << 10)
+		}
+		conns = append(conns, c)
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	time.Sleep(3 * time.Second) // the admitted ones fill their buffers and stall
+	during := statusLatencies(t, bob, 20, 50*time.Millisecond)
+	peak := rssKiB(t, b, pid)
+	t.Logf("%d stalled downloads of 64 MiB: octo RSS %d MiB -> %d MiB (+%d MiB); bob's status median %v, p90 %v, max %v",
+		n, before>>10, peak>>10, (peak-before)>>10, quantile(during, 0.5), quantile(during, 0.9), during[len(during)-1])
+	if grow := (peak - before) >> 10; grow > 200 {
+		t.Errorf("octo's RSS grew by %d MiB with %d stalled downloads, want <= 200 MiB", grow, n)
+	}
+	if q := quantile(during, 0.9); q > 100*time.Millisecond {
+		t.Errorf("bob's status p90 %v during alice's stalled downloads, want < 100ms (all: %v)", q, during)
+	}
+	journal, _ := b.Run(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", "octo.service", "--since", "-1min")
+	if !strings.Contains(journal, "max_requests_per_user") || !strings.Contains(journal, "user=alice") {
+		t.Errorf("the refused downloads were not logged with the user")
+	}
 }
