@@ -10,10 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -65,28 +63,8 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	for i, nl := range lns {
-		switch {
-		case nl.unix:
-		case tlsCerts != nil:
-			lns[i].tls = tlsCerts.config()
-			log.Info("tls certificate loaded", certAttrs(tlsCerts.cur.Load())...)
-		default:
-			if w := plainTokens(nl.ln.Addr()); w != "" {
-				log.Warn(w)
-			}
-		}
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			daemon.SdNotify(false, daemon.SdNotifyReloading)
-			reloadCerts(tlsCerts, log)
-			daemon.SdNotify(false, daemon.SdNotifyReady)
-		}
-	}()
+	useTLS(lns, tlsCerts, log)
+	defer reloadOnHUP(ctx, tlsCerts, log)()
 	log.Info("octo serving", "version", version, "mode", cfg.Backend.Mode, "config", configPath(*path))
 	return serveHTTP(ctx, srv, lns, cfg.Server, log)
 }

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 
 	"octo/internal/config"
 )
@@ -87,7 +91,47 @@ func certAttrs(cert *tls.Certificate) []any {
 		"not_after", cert.Leaf.NotAfter.UTC().Format("2006-01-02T15:04:05Z"), "serial", cert.Leaf.SerialNumber.String()}
 }
 
-// reloadCerts reads the certificate again, telling systemd it reloads.
+// useTLS puts the TCP listeners on TLS when c is not nil, and warns about
+// each one that would take bearer tokens in clear text otherwise.
+func useTLS(lns []namedListener, c *certs, log *slog.Logger) {
+	for i, nl := range lns {
+		switch {
+		case nl.unix:
+		case c != nil:
+			lns[i].tls = c.config()
+			log.Info("tls certificate loaded", certAttrs(c.cur.Load())...)
+		default:
+			if w := plainTokens(nl.ln.Addr()); w != "" {
+				log.Warn(w)
+			}
+		}
+	}
+}
+
+// reloadOnHUP reloads c on each SIGHUP (systemctl reload octo) until ctx
+// is done or stop is called; without it SIGHUP would end octo.
+func reloadOnHUP(ctx context.Context, c *certs, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-hup:
+				daemon.SdNotify(false, daemon.SdNotifyReloading)
+				reloadCerts(c, log)
+				daemon.SdNotify(false, daemon.SdNotifyReady)
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
+}
+
+// reloadCerts reads the certificate again.
 func reloadCerts(c *certs, log *slog.Logger) {
 	if c == nil {
 		log.Info("reload: nothing to reload (no server.tls_cert)")
