@@ -116,7 +116,10 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 		serving.Add(1)
 		go func() {
 			defer serving.Done()
-			ln := progressListener{nl.ln, sc.WriteStallTimeout.Duration}
+			ln := nl.ln
+			if sc.WriteStallTimeout.Duration > 0 {
+				ln = progressListener{nl.ln, sc.WriteStallTimeout.Duration}
+			}
 			var err error
 			if nl.tls != nil {
 				// Over TLS only; net/http adds HTTP/2 and answers plain
