@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"time"
 )
@@ -123,3 +124,50 @@ func unwrapConn(c net.Conn) net.Conn {
 	}
 	return c
 }
+
+// progressHandler gives each HTTP/2 response the same rule as progressConn
+// gives a connection: an HTTP/2 stream whose client reads nothing stalls on
+// flow control, which no connection write deadline sees, so each chunk a
+// handler writes or flushes must leave within timeout. Between writes no
+// deadline is set: a follow stream may wait for output as long as it likes.
+func progressHandler(h http.Handler, timeout time.Duration) http.Handler {
+	if timeout <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 {
+			w = &progressWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+type progressWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *progressWriter) Write(p []byte) (int, error) {
+	var n int
+	for n < len(p) {
+		w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+		m, err := w.ResponseWriter.Write(p[n:min(len(p), n+writeChunk)])
+		w.rc.SetWriteDeadline(time.Time{})
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (w *progressWriter) FlushError() error {
+	w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	defer w.rc.SetWriteDeadline(time.Time{})
+	return w.rc.Flush()
+}
+
+func (w *progressWriter) Flush() { w.FlushError() }
+
+func (w *progressWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

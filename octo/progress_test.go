@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -159,3 +160,47 @@ func (c writerConn) RemoteAddr() net.Addr               { return nil }
 func (c writerConn) SetDeadline(time.Time) error        { return nil }
 func (c writerConn) SetReadDeadline(time.Time) error    { return nil }
 func (c writerConn) SetWriteDeadline(t time.Time) error { return nil }
+
+// Over HTTP/2 a client that stops reading one stream stalls it on flow
+// control, not on the connection: the stream's write deadline ends it,
+// while a follow-like response idle between writes is not cut.
+func TestStalledHTTP2StreamIsCut(t *testing.T) {
+	done := make(chan error, 1)
+	idle := make(chan error, 1)
+	mux := http.NewServeMux()
+	mux.Handle("/big", bigResponse(256<<20, done))
+	mux.HandleFunc("/idle", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("a"))
+		w.(http.Flusher).Flush()
+		time.Sleep(time.Second) // idle, as a follow stream waiting for output
+		_, err := w.Write([]byte("b"))
+		idle <- err
+	})
+	ts := httptest.NewUnstartedServer(progressHandler(mux, 300*time.Millisecond))
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	defer ts.Close()
+	hc := ts.Client()
+	resp, err := hc.Get(ts.URL + "/big")
+	if err != nil || resp.ProtoMajor != 2 {
+		t.Fatalf("GET /big: %v %v", resp, err)
+	}
+	defer resp.Body.Close() // and never read
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the handler wrote 256 MiB to an HTTP/2 stream nobody reads")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stalled HTTP/2 stream was still being written after 10s")
+	}
+	resp, err = hc.Get(ts.URL + "/idle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(body) != "ab" || <-idle != nil {
+		t.Errorf("a response idle for 1s between writes (timeout 300ms): %q %v; want it whole", body, err)
+	}
+}

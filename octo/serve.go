@@ -95,7 +95,7 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 	drain := newDrainer()
 	for _, nl := range lns {
 		hs := &http.Server{
-			Handler:           drain.handler(srv.Handler()),
+			Handler:           drain.handler(progressHandler(srv.Handler(), sc.WriteStallTimeout.Duration)),
 			ConnState:         drain.connState,
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.Duration,
 			MaxHeaderBytes:    int(sc.MaxHeaderBytes),
