@@ -204,3 +204,47 @@ func TestStalledHTTP2StreamIsCut(t *testing.T) {
 		t.Errorf("a response idle for 1s between writes (timeout 300ms): %q %v; want it whole", body, err)
 	}
 }
+
+// BenchmarkWriteDeadlines compares a server on a plain listener with one on
+// a progressListener (write deadline renewed per 256 KiB), side by side: a
+// small response (one write) and a 16 MiB one sent from a file (ReadFrom,
+// sendfile), each over a kept-alive connection.
+func BenchmarkWriteDeadlines(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 16<<20), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	h := http.NewServeMux()
+	h.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) { w.Write(make([]byte, 1024)) })
+	h.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, path) })
+	addrs := map[string]string{}
+	for name, wrap := range map[string]func(net.Listener) net.Listener{
+		"plain":    func(ln net.Listener) net.Listener { return ln },
+		"progress": func(ln net.Listener) net.Listener { return progressListener{ln, 30 * time.Second} },
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		hs := &http.Server{Handler: h}
+		go hs.Serve(wrap(ln))
+		defer hs.Close()
+		addrs[name] = ln.Addr().String()
+	}
+	hc := &http.Client{}
+	for _, route := range []string{"small", "file"} {
+		for _, name := range []string{"plain", "progress"} { // side by side
+			b.Run(route+"/"+name, func(b *testing.B) {
+				for b.Loop() {
+					resp, err := hc.Get("http://" + addrs[name] + "/" + route)
+					if err != nil {
+						b.Fatal(err)
+					}
+					n, _ := io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					b.SetBytes(n)
+				}
+			})
+		}
+	}
+}
