@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,11 +182,41 @@ systemctl restart octo.service`
 		t.Errorf("reload restarted octo (pid %s -> %s)", pid, now)
 	}
 
-	// Keep-alive TLS load across three restarts.
+	// Keep-alive TLS load across three restarts: wrk (HTTP/1.1) and, beside
+	// it, HTTP/2 clients, which each old instance sends GOAWAY.
 	wait := startWrk(t, b, "alice", https, 9*time.Second)
+	var h2ok, h2failed atomic.Int64
+	var h2err atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := get(hc)
+				if err != nil || resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+					h2failed.Add(1)
+					h2err.CompareAndSwap(nil, fmt.Sprint(resp, err))
+				} else {
+					h2ok.Add(1)
+				}
+			}
+		}()
+	}
 	pids := restartUnderLoad(t, b, 3, 2*time.Second)
 	r := wait()
-	t.Logf("wrk -c32 over TLS across 3 restarts: %v", r)
+	close(stop)
+	wg.Wait()
+	t.Logf("wrk -c32 over TLS across 3 restarts: %v; HTTP/2 clients beside it: %d ok, %d failed", r, h2ok.Load(), h2failed.Load())
+	if h2failed.Load() != 0 || h2ok.Load() < 100 {
+		t.Errorf("HTTP/2 across restarts: %d ok, %d failed (first: %v); want many and none failed", h2ok.Load(), h2failed.Load(), h2err.Load())
+	}
 	if len(pids) != 4 {
 		t.Errorf("octo.service main pids %v: want 4 distinct (3 restarts)", pids)
 	}
