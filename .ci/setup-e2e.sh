@@ -3,10 +3,11 @@
 # (units/) need: systemd (systemd-analyze, and the systemd each test box
 # boots), D-Bus and logind for the box's minimal target and systemd --user
 # (linger), util-linux (unshare, nsenter, runuser), iproute2 (ip), passwd
-# (useradd), curl; git and gcc for the test that ordinary work runs in the
-# agent's sandbox. Idempotent: installs only what is missing.
+# (useradd), curl; wrk (keep-alive load across restarts); git and gcc for
+# the test that ordinary work runs in the agent's sandbox. Idempotent:
+# installs only what is missing.
 set -eu
-pkgs="systemd systemd-sysv dbus libpam-systemd util-linux iproute2 passwd curl procps git gcc libc6-dev"
+pkgs="systemd systemd-sysv dbus libpam-systemd util-linux iproute2 passwd curl procps git gcc libc6-dev wrk"
 missing=""
 for p in $pkgs; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -9,6 +9,7 @@
 //	octo token list [--config PATH]
 //	octo token revoke ID [--config PATH]
 //	octo check-config [--config PATH]
+//	octo reload PID
 //	octo version
 package main
 
@@ -37,6 +38,7 @@ const usage = `usage:
   octo token list
   octo token revoke ID
   octo check-config [--config PATH]
+  octo reload PID                     make octo serve (PID) read its TLS certificate again
   octo version
 The config is --config, else $OCTO_CONFIG, else /etc/octo/config.toml.
 `
@@ -76,6 +78,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return tokenCmd(rest)
 	case "check-config":
 		return checkConfigCmd(rest)
+	case "reload":
+		return reloadCmd(rest)
 	case "version", "--version":
 		fmt.Println("octo", version)
 		return nil
@@ -155,6 +159,11 @@ func checkConfigCmd(args []string) error {
 	cfg, err := config.Load(p)
 	if err != nil {
 		return err
+	}
+	if warning, err := checkTLS(cfg.Server); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	} else if warning != "" {
+		fmt.Printf("%s: warning: %s\n", p, warning)
 	}
 	if _, err := os.Stat(p); err != nil {
 		fmt.Printf("%s: no such file; the defaults apply (backend.mode %s)\n", p, cfg.Backend.Mode)

@@ -24,8 +24,10 @@ import (
 func startServe(t *testing.T, lnFile *os.File, cfg string, out io.Writer) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "--", "serve", "--config", cfg)
+	// GORACE: under -race a process sleeps a second at exit, which would
+	// hide how long stopping takes.
 	cmd.Env = append(os.Environ(), "OCTO_TEST_MAIN=1", "OCTO_TEST_LISTEN_PID=1",
-		"LISTEN_FDS=1", "LISTEN_FDNAMES=http")
+		"LISTEN_FDS=1", "LISTEN_FDNAMES=http", "GORACE=atexit_sleep_ms=0")
 	cmd.ExtraFiles = []*os.File{lnFile}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

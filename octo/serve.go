@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -51,13 +52,19 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	srv := api.New(api.Config{
 		Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log, Version: version,
 		MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), AgentTimeout: cfg.Server.AgentTimeout.Duration,
-		MaxStreamsPerUser:  cfg.Server.MaxStreamsPerUser,
+		MaxStreamsPerUser: cfg.Server.MaxStreamsPerUser, MaxRequestsPerUser: cfg.Server.MaxRequestsPerUser,
 		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration,
 	})
+	tlsCerts, err := loadCerts(cfg.Server)
+	if err != nil {
+		return err
+	}
 	lns, err := listeners(cfg.Server, log)
 	if err != nil {
 		return err
 	}
+	useTLS(lns, tlsCerts, log)
+	defer reloadOnHUP(ctx, tlsCerts, log)()
 	log.Info("octo serving", "version", version, "mode", cfg.Backend.Mode, "config", configPath(*path))
 	return serveHTTP(ctx, srv, lns, cfg.Server, log)
 }
@@ -74,9 +81,12 @@ func newRouter(cfg config.Config, log *slog.Logger) (*backend.Router, error) {
 	return backend.NewRouter(rc)
 }
 
-// serveHTTP serves the API on every listener until ctx is done, then stops
-// accepting, lets in-flight requests finish (bounded by
-// server.shutdown_timeout) and returns.
+// serveHTTP serves the API on every listener until ctx is done, then
+// drains: it stops accepting (with socket activation, new connections wait
+// in the kernel for the next instance), closes each connection after its
+// next response, ends output streams at the end of server.drain_window,
+// lets in-flight requests finish (bounded by server.shutdown_timeout) and
+// returns.
 func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc config.Server, log *slog.Logger) error {
 	errc := make(chan error, len(lns))
 	var servers []*http.Server
@@ -85,7 +95,7 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 	drain := newDrainer()
 	for _, nl := range lns {
 		hs := &http.Server{
-			Handler:           drain.handler(srv.Handler()),
+			Handler:           drain.handler(progressHandler(srv.Handler(), sc.WriteStallTimeout.Duration)),
 			ConnState:         drain.connState,
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.Duration,
 			MaxHeaderBytes:    int(sc.MaxHeaderBytes),
@@ -94,14 +104,32 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 		}
 		hs.ConnContext = drain.connContext(nil)
 		if nl.unix {
-			hs.ConnContext = drain.connContext(api.ConnContext)
+			hs.ConnContext = drain.connContext(func(ctx context.Context, c net.Conn) context.Context {
+				return api.ConnContext(ctx, unwrapConn(c))
+			})
 		}
+		// Shutdown begins at the end of the drain window: streams end
+		// then, cleanly, and their connections close after them.
+		hs.RegisterOnShutdown(srv.EndStreams)
 		servers = append(servers, hs)
-		log.Info("listening", "name", nl.name, "addr", nl.ln.Addr().String(), "inherited", nl.inherited)
+		log.Info("listening", "name", nl.name, "addr", nl.ln.Addr().String(), "inherited", nl.inherited, "tls", nl.tls != nil)
 		serving.Add(1)
 		go func() {
 			defer serving.Done()
-			if err := hs.Serve(nl.ln); !errors.Is(err, http.ErrServerClosed) && !stopping.Load() {
+			ln := nl.ln
+			if sc.WriteStallTimeout.Duration > 0 {
+				ln = progressListener{nl.ln, sc.WriteStallTimeout.Duration}
+			}
+			var err error
+			if nl.tls != nil {
+				// Over TLS only; net/http adds HTTP/2 and answers plain
+				// HTTP with 400.
+				hs.TLSConfig = nl.tls
+				err = hs.ServeTLS(ln, "", "")
+			} else {
+				err = hs.Serve(ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) && !stopping.Load() {
 				errc <- fmt.Errorf("serve %s: %w", nl.name, err)
 			}
 		}()
@@ -116,19 +144,32 @@ func serveHTTP(ctx context.Context, srv *api.Server, lns []namedListener, sc con
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	sctx, cancel := context.WithTimeout(context.Background(), sc.ShutdownTimeout.Duration)
 	defer cancel()
-	// Stop accepting; with socket activation, new connections now wait in
-	// the kernel for the next instance.
+	start := time.Now()
+	drain.stop()
 	stopping.Store(true)
 	closeAll(lns)
 	waitGroup(sctx, &serving)
+	// Keep-alive connections close after their next response; give idle
+	// ones the drain window to send it.
+	wctx, wcancel := context.WithTimeout(sctx, sc.DrainWindow.Duration)
+	drain.waitClosed(wctx)
+	wcancel()
+	open, _ := drain.counts()
 	// Answer every connection already accepted, then shut down.
-	drain.wait(sctx)
+	drain.waitPending(sctx)
+	var wg sync.WaitGroup
 	for _, hs := range servers {
-		if err := hs.Shutdown(sctx); err != nil {
-			log.Warn("shutdown incomplete: closing remaining connections", "err", err)
-			hs.Close()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Shutdown(sctx); err != nil {
+				log.Warn("shutdown incomplete: closing remaining connections", "err", err)
+				hs.Close()
+			}
+		}()
 	}
+	wg.Wait()
+	log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond), "open_after_window", open)
 	return err
 }
 
@@ -146,4 +187,5 @@ type namedListener struct {
 	ln        net.Listener
 	unix      bool
 	inherited bool
+	tls       *tls.Config // nil: plain HTTP
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
 	"octo/internal/agentrpc"
@@ -36,6 +35,8 @@ type Config struct {
 	AgentTimeout time.Duration
 	// MaxStreamsPerUser bounds concurrent output streams of one user (429 beyond).
 	MaxStreamsPerUser int
+	// MaxRequestsPerUser bounds one caller's requests in flight (429 beyond).
+	MaxRequestsPerUser int
 }
 
 // Server serves the API.
@@ -44,10 +45,14 @@ type Server struct {
 	log *slog.Logger
 	mux *http.ServeMux
 
-	streamsMu sync.Mutex
-	streams   map[string]int // user -> open output streams
+	streams  *perUser // output streams, by user acted for
+	requests *perUser // requests in flight, by caller
 
 	uploads budget // bytes of upload bodies in memory
+
+	// ending is canceled by EndStreams: output streams then end cleanly.
+	ending    context.Context
+	endStream context.CancelFunc
 }
 
 // maxJSONBody bounds JSON request bodies.
@@ -74,7 +79,12 @@ func New(cfg Config) *Server {
 	if cfg.MaxStreamsPerUser <= 0 {
 		cfg.MaxStreamsPerUser = 16
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, streams: map[string]int{}, uploads: budget{max: cfg.MaxUploadsInFlight}}
+	if cfg.MaxRequestsPerUser <= 0 {
+		cfg.MaxRequestsPerUser = 256
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, uploads: budget{max: cfg.MaxUploadsInFlight},
+		streams: newPerUser(cfg.MaxStreamsPerUser), requests: newPerUser(cfg.MaxRequestsPerUser)}
+	s.ending, s.endStream = context.WithCancel(context.Background())
 	s.mux = s.routes()
 	return s
 }
@@ -134,7 +144,9 @@ func (s *Server) serveFiles(w http.ResponseWriter, r *http.Request) bool {
 		notFound(w, r)
 		return true
 	}
-	if t, ok := s.target(w, r); ok { // as forUser does for the mux's routes
+	// As forUser does for the mux's routes.
+	if t, ok := s.target(w, r); ok && s.admit(w, t) {
+		defer s.requests.release(t.Caller.Name)
 		h(w, r, t, p)
 	}
 	return true
@@ -195,21 +207,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, t target) {
 	})
 }
 
-// acquireStream counts an output stream for user, refusing beyond the cap.
-func (s *Server) acquireStream(user string) bool {
-	s.streamsMu.Lock()
-	defer s.streamsMu.Unlock()
-	if s.streams[user] >= s.cfg.MaxStreamsPerUser {
-		return false
-	}
-	s.streams[user]++
-	return true
-}
+// EndStreams ends every output stream, now and from now on, with a clean
+// end of stream (the next offset in the trailer, or the last event id) from
+// which the client resumes, on the next instance when this one is stopping.
+// Call it when the server shuts down (http.Server.RegisterOnShutdown).
+func (s *Server) EndStreams() { s.endStream() }
 
-func (s *Server) releaseStream(user string) {
-	s.streamsMu.Lock()
-	defer s.streamsMu.Unlock()
-	if s.streams[user]--; s.streams[user] <= 0 {
-		delete(s.streams, user)
-	}
+// streamContext is r's context, also canceled by EndStreams.
+func (s *Server) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(s.ending, cancel)
+	return ctx, func() { stop(); cancel() }
 }

@@ -25,10 +25,12 @@ type userHandler func(w http.ResponseWriter, r *http.Request, t target)
 
 // forUser resolves r's target and runs h with it. It refuses a request that
 // reached it without an identity (ConnContext or a token must have set one),
-// a non-admin acting for someone else, and a user octo does not serve.
+// a non-admin acting for someone else, a user octo does not serve, and a
+// caller with server.max_requests_per_user requests in flight.
 func (s *Server) forUser(h userHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if t, ok := s.target(w, r); ok {
+		if t, ok := s.target(w, r); ok && s.admit(w, t) {
+			defer s.requests.release(t.Caller.Name)
 			h(w, r, t)
 		}
 	}

@@ -39,11 +39,11 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request, t target) {
 		s.outputOnce(w, r, u, offset)
 		return
 	}
-	if !s.acquireStream(u.Name) {
+	if !s.streams.acquire(u.Name) {
 		writeError(w, http.StatusTooManyRequests, "limit", fmt.Sprintf("%s already has %d output streams open (server.max_streams_per_user)", u.Name, s.cfg.MaxStreamsPerUser))
 		return
 	}
-	defer s.releaseStream(u.Name)
+	defer s.streams.release(u.Name)
 	// The first read checks the session exists before a 200 goes out.
 	out, err := s.readOutput(r, u, offset, 0)
 	if err != nil {
@@ -180,9 +180,13 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, u backend.Use
 }
 
 // follow sends chunk after chunk, starting with first, until the session is
-// done (true), the client leaves or a call fails (false). It returns the
-// next offset. idle is called when a long poll ended without output.
+// done (true), the client leaves, a call fails or EndStreams is called
+// (false). It returns the next offset. idle is called when a long poll
+// ended without output.
 func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, send func(agentrpc.Output) error, idle func() error) (int64, bool) {
+	ctx, cancel := s.streamContext(r)
+	defer cancel()
+	rs := r.WithContext(ctx)
 	out := first
 	var backoff time.Duration
 	for {
@@ -197,9 +201,9 @@ func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, 
 		next := out.Next
 		var err error
 		start := time.Now()
-		out, err = s.readOutput(r, u, next, followWait)
+		out, err = s.readOutput(rs, u, next, followWait)
 		if err != nil {
-			if r.Context().Err() == nil {
+			if ctx.Err() == nil {
 				s.log.Warn("output stream ended", "user", u.Name, "session", r.PathValue("id"), "err", err)
 			}
 			return next, false
@@ -215,7 +219,7 @@ func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, 
 			backoff = min(max(2*backoff, minIdleBackoff), maxIdleBackoff)
 			t := time.NewTimer(backoff)
 			select {
-			case <-r.Context().Done():
+			case <-ctx.Done():
 				t.Stop()
 				return next, false
 			case <-t.C:

@@ -1,10 +1,13 @@
 package backend
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
+	"path"
 	"slices"
 	"strconv"
 	"sync"
@@ -24,6 +27,10 @@ const usersCacheTTL = 30 * time.Second
 type Users struct {
 	policy config.Users
 	self   uint32 // the control plane's own uid, never served unless listed
+	// The kernel's overflow uid and gid (65534, "nobody" and "nogroup"),
+	// what unmapped ids show as: never served unless listed.
+	overflowUID, overflowGID uint32
+	passwd                   string // where login shells are read: /etc/passwd
 
 	mu    sync.Mutex
 	cache map[cacheKey]cachedUser
@@ -37,7 +44,23 @@ type cachedUser struct {
 
 // NewUsers returns a resolver applying policy.
 func NewUsers(policy config.Users) *Users {
-	return &Users{policy: policy, self: uint32(os.Getuid()), cache: map[cacheKey]cachedUser{}}
+	return &Users{policy: policy, self: uint32(os.Getuid()),
+		overflowUID: overflowID("/proc/sys/kernel/overflowuid"),
+		overflowGID: overflowID("/proc/sys/kernel/overflowgid"),
+		passwd:      "/etc/passwd", cache: map[cacheKey]cachedUser{}}
+}
+
+// overflowID reads the kernel's overflow uid or gid, 65534 unless set otherwise.
+func overflowID(file string) uint32 {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 65534
+	}
+	v, err := strconv.ParseUint(string(bytes.TrimSpace(data)), 10, 32)
+	if err != nil {
+		return 65534
+	}
+	return uint32(v)
 }
 
 // Lookup returns the user called name if the policy serves them.
@@ -127,8 +150,10 @@ func (s *Users) resolve(lookup func() (*user.User, error)) (User, error) {
 	return u, nil
 }
 
-// allowed applies the policy: listed names always; never root, the control
-// plane itself or uids below min_uid otherwise; then the group, if any.
+// allowed applies the policy: listed names always; otherwise never root,
+// the control plane itself, uids below min_uid, the overflow uid or gid
+// (nobody) or an account that cannot log in (shell nologin or false); then
+// the group, if any.
 func (s *Users) allowed(u User, pu *user.User) error {
 	p := s.policy
 	if slices.Contains(p.Allow, u.Name) {
@@ -144,6 +169,15 @@ func (s *Users) allowed(u User, pu *user.User) error {
 		return deny("is the control plane's own user and not listed in users.allow")
 	case u.UID < p.MinUID:
 		return deny(fmt.Sprintf("has uid %d, below users.min_uid %d, and is not listed in users.allow", u.UID, p.MinUID))
+	case u.UID == s.overflowUID || u.GID == s.overflowGID:
+		return deny(fmt.Sprintf("has the overflow uid or gid (%d:%d, the kernel's \"nobody\") and is not listed in users.allow", u.UID, u.GID))
+	}
+	shell, err := loginShell(s.passwd, u.Name)
+	if err != nil {
+		return deny(fmt.Sprintf("has no login shell to check (%v) and is not listed in users.allow", err))
+	}
+	if noLogin(shell) {
+		return deny(fmt.Sprintf("has the shell %s (no logins) and is not listed in users.allow", shell))
 	}
 	if p.Group == "" {
 		if len(p.Allow) > 0 {
@@ -163,4 +197,44 @@ func (s *Users) allowed(u User, pu *user.User) error {
 		return nil
 	}
 	return deny("is not in users.allow nor in group " + p.Group)
+}
+
+// loginShell returns name's login shell from the passwd file (its seventh
+// field; an empty one means /bin/sh).
+func loginShell(passwd, name string) (string, error) {
+	f, err := os.Open(passwd)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	prefix := []byte(name + ":")
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.HasPrefix(line, prefix) {
+			continue
+		}
+		fields := bytes.Split(line, []byte(":"))
+		if len(fields) != 7 {
+			return "", fmt.Errorf("malformed entry for %s in %s", name, passwd)
+		}
+		if len(fields[6]) == 0 {
+			return "/bin/sh", nil
+		}
+		return string(fields[6]), nil
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	return "", fmt.Errorf("no entry for %s in %s", name, passwd)
+}
+
+// noLogin reports whether shell refuses logins: nologin or false, wherever
+// installed.
+func noLogin(shell string) bool {
+	switch path.Base(shell) {
+	case "nologin", "false":
+		return true
+	}
+	return false
 }

@@ -38,7 +38,10 @@ func Default() Config {
 			ReadHeaderTimeout:  Duration{10 * time.Second},
 			AgentTimeout:       Duration{30 * time.Second},
 			MaxStreamsPerUser:  16,
+			MaxRequestsPerUser: 256,
+			WriteStallTimeout:  Duration{30 * time.Second},
 			ShutdownTimeout:    Duration{30 * time.Second},
+			DrainWindow:        Duration{time.Second},
 		},
 		Backend: Backend{Mode: ModeLocal},
 		Local: Local{
@@ -126,6 +129,14 @@ func (c *Config) validate() error {
 	if s.APISocket != "" && !filepath.IsAbs(s.APISocket) {
 		return keyError("server.api_socket", "%q must be an absolute path (\"\" disables it)", s.APISocket)
 	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		return keyError("server.tls_cert", "server.tls_cert and server.tls_key go together: set both (TLS) or neither (plain HTTP)")
+	}
+	for _, k := range []struct{ key, v string }{{"server.tls_cert", s.TLSCert}, {"server.tls_key", s.TLSKey}} {
+		if k.v != "" && !filepath.IsAbs(k.v) && (filepath.Base(k.v) != k.v || k.v == "." || k.v == "..") {
+			return keyError(k.key, "%q must be an absolute path or the name of a systemd credential (LoadCredential=NAME:PATH)", k.v)
+		}
+	}
 	if !filepath.IsAbs(s.StateDir) {
 		return keyError("server.state_dir", "%q must be an absolute path", s.StateDir)
 	}
@@ -149,17 +160,24 @@ func (c *Config) validate() error {
 		{"server.body_read_timeout", s.BodyReadTimeout},
 		{"server.agent_timeout", s.AgentTimeout},
 		{"server.shutdown_timeout", s.ShutdownTimeout},
+		{"server.write_stall_timeout", s.WriteStallTimeout},
 		{"local.connect_timeout", c.Local.ConnectTimeout},
 	} {
 		if d.v.Duration <= 0 {
 			return keyError(d.key, "must be a positive duration such as \"10s\"")
 		}
 	}
+	if s.DrainWindow.Duration < 0 || s.DrainWindow.Duration > s.ShutdownTimeout.Duration {
+		return keyError("server.drain_window", "%s must be between 0 and server.shutdown_timeout (%s)", s.DrainWindow.Duration, s.ShutdownTimeout.Duration)
+	}
 	if s.MaxUploadsInFlight < s.MaxBodyBytes {
 		return keyError("server.max_upload_bytes_in_flight", "%d is below server.max_body_bytes (%d): an upload at the body limit could never start", s.MaxUploadsInFlight, s.MaxBodyBytes)
 	}
 	if s.MaxStreamsPerUser < 1 {
 		return keyError("server.max_streams_per_user", "%d must be at least 1", s.MaxStreamsPerUser)
+	}
+	if s.MaxRequestsPerUser < s.MaxStreamsPerUser {
+		return keyError("server.max_requests_per_user", "%d is below server.max_streams_per_user (%d): every stream is a request too", s.MaxRequestsPerUser, s.MaxStreamsPerUser)
 	}
 	switch c.Backend.Mode {
 	case ModeLocal, ModeContainer, ModeAuto:

@@ -19,9 +19,13 @@ type Config struct {
 
 // Server configures the control plane's own listeners and limits.
 type Server struct {
-	Listen       string   `toml:"listen"`     // TCP address of the HTTP API
-	APISocket    string   `toml:"api_socket"` // Unix socket of the HTTP API ("" disables it)
-	StateDir     string   `toml:"state_dir"`  // tokens live here
+	Listen    string `toml:"listen"`     // TCP address of the HTTP API
+	APISocket string `toml:"api_socket"` // Unix socket of the HTTP API ("" disables it)
+	StateDir  string `toml:"state_dir"`  // tokens live here
+	// TLSCert and TLSKey are PEM files (absolute paths, or names of
+	// systemd credentials): with them the TCP listener speaks only TLS.
+	TLSCert      string   `toml:"tls_cert"`
+	TLSKey       string   `toml:"tls_key"`
 	MaxBodyBytes ByteSize `toml:"max_body_bytes"`
 	// MaxUploadsInFlight bounds the bytes of file uploads all requests
 	// together may hold in memory (429 beyond).
@@ -31,7 +35,15 @@ type Server struct {
 	ReadHeaderTimeout  Duration `toml:"read_header_timeout"`
 	AgentTimeout       Duration `toml:"agent_timeout"` // every agent call but output streams
 	MaxStreamsPerUser  int      `toml:"max_streams_per_user"`
-	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
+	// MaxRequestsPerUser bounds one user's requests in flight (429 beyond).
+	MaxRequestsPerUser int `toml:"max_requests_per_user"`
+	// WriteStallTimeout is how long a response may make no progress
+	// (the client reads nothing) before its connection is closed.
+	WriteStallTimeout Duration `toml:"write_stall_timeout"`
+	ShutdownTimeout   Duration `toml:"shutdown_timeout"`
+	// DrainWindow is how long a stopping server keeps idle keep-alive
+	// connections open for one more request, and when it ends streams.
+	DrainWindow Duration `toml:"drain_window"`
 }
 
 // Backend chooses where users' agents run.
