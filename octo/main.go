@@ -24,6 +24,7 @@ import (
 	"syscall"
 
 	"octo/internal/config"
+	"octo/internal/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -45,7 +46,7 @@ The config is --config, else $OCTO_CONFIG, else /etc/octo/config.toml.
 var errUsage = errors.New("usage")
 
 func main() {
-	log := newLogger()
+	log := logging.New()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], log)
 	stop()
@@ -97,18 +98,6 @@ func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-}
-
-// newLogger logs text to stderr without timestamps: journald adds them.
-func newLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
 }
 
 // configPath picks --config, else $OCTO_CONFIG, else the default.
