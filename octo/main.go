@@ -8,7 +8,8 @@
 //	octo token create USER [--admin] [--name TEXT] [--config PATH]
 //	octo token list [--config PATH]
 //	octo token revoke ID [--config PATH]
-//	octo check-config [--config PATH]
+//	octo check-config [PATH | --config PATH]
+//	octo doctor [--config PATH] [--user NAME]...
 //	octo version
 package main
 
@@ -37,7 +38,8 @@ const usage = `usage:
   octo token create USER [--admin] [--name TEXT]
   octo token list
   octo token revoke ID
-  octo check-config [--config PATH]
+  octo check-config [PATH | --config PATH]
+  octo doctor [--user NAME]...        check the installation, say what to fix
   octo version
 The config is --config, else $OCTO_CONFIG, else /etc/octo/config.toml.
 `
@@ -135,10 +137,14 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 func checkConfigCmd(args []string) error {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	path := fs.String("config", "", "config file")
-	if pos, err := parseArgs(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	switch {
+	case err != nil:
 		return err
-	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: check-config takes no arguments", errUsage)
+	case len(pos) > 1 || len(pos) == 1 && *path != "":
+		return fmt.Errorf("%w: check-config takes one config file, as --config PATH or PATH", errUsage)
+	case len(pos) == 1:
+		*path = pos[0]
 	}
 	p := configPath(*path)
 	cfg, err := config.Load(p)
