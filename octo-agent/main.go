@@ -16,9 +16,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"octo/internal/agent"
+	"octo/internal/agentrpc"
 	"octo/internal/logging"
 )
 
@@ -30,7 +32,8 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "version", "--version":
-		fmt.Println("octo-agent", agent.Version)
+		// octo doctor reads the protocol to tell agents of another octo.
+		fmt.Printf("octo-agent %s (protocol %s)\n", agent.Version, strings.TrimSpace(agentrpc.Preamble))
 	case "serve":
 		opts, err := parseServe(os.Args[2:])
 		if err != nil {

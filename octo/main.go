@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return tokenCmd(rest)
 	case "check-config":
 		return checkConfigCmd(rest)
+	case "doctor":
+		return doctorCmd(ctx, rest)
 	case "version", "--version":
 		fmt.Println("octo", version)
 		return nil

@@ -1,0 +1,140 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"octo/e2e/box"
+)
+
+// doctor runs `octo doctor ARGS` in the box (as root, or as user with
+// runuser) and returns its output and exit status.
+func doctor(t *testing.T, b *box.Box, user string, args ...string) (string, int) {
+	t.Helper()
+	argv := append([]string{"/usr/local/bin/octo", "doctor"}, args...)
+	if user != "" {
+		argv = append([]string{"runuser", "-u", user, "--"}, argv...)
+	}
+	cmd := b.Command(context.Background(), argv...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	}
+	t.Fatalf("octo doctor %v: %v\n%s", args, err, out)
+	return "", 0
+}
+
+// lineOf returns the report line of what at level ("ok", "warn", "FAIL").
+func lineOf(out, level, what string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, level+" ") && strings.HasPrefix(strings.TrimSpace(l[len(level):]), what+":") {
+			return l
+		}
+	}
+	return ""
+}
+
+// A good install passes, as root and as a served user; each broken one
+// gives a FAIL naming the fix, and passes again once the fix is applied.
+func TestDoctor(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	out, code := doctor(t, b, "")
+	if code != 0 || strings.Contains(out, "FAIL") {
+		t.Fatalf("octo doctor on a good install exited %d:\n%s", code, out)
+	}
+	t.Logf("octo doctor on a good install:\n%s", out)
+	for _, what := range []string{"config", "units", "octo.socket", "octo-api.socket", "runtime dir", "octo-agent", "control plane", "user alice", "agent alice", "agent bob"} {
+		if lineOf(out, "ok", what) == "" {
+			t.Errorf("good install: no ok line for %s:\n%s", what, out)
+		}
+	}
+	if l := lineOf(out, "ok", "agent alice"); !strings.Contains(l, "answers") {
+		t.Errorf("alice's agent line does not say it answered: %q", l)
+	}
+	out, code = doctor(t, b, "alice")
+	if code != 0 || lineOf(out, "ok", "agent alice") == "" || lineOf(out, "ok", "api as alice") == "" {
+		t.Errorf("octo doctor as alice exited %d, want 0 with her agent and the API checked:\n%s", code, out)
+	}
+	if strings.Contains(out, "agent bob") {
+		t.Errorf("octo doctor as alice checked bob's agent:\n%s", out)
+	}
+
+	for _, tc := range []struct {
+		name          string
+		breakIt, fix  string // shell scripts run as root
+		args          []string
+		what, wantMsg string // the FAIL line's subject and text
+		wantFix       string
+	}{{
+		name:    "agent socket disabled",
+		breakIt: "systemctl disable --now octo-agent@bob.socket",
+		fix:     "systemctl enable --now octo-agent@bob.socket",
+		args:    []string{"--user", "bob"},
+		what:    "agent bob", wantMsg: "no agent socket /run/octo/agent-bob.sock",
+		wantFix: "fix: systemctl enable --now octo-agent@bob.socket",
+	}, {
+		name:    "socket mode 0666",
+		breakIt: "chmod 0666 /run/octo/agent-carol.sock",
+		fix:     "chmod 0660 /run/octo/agent-carol.sock",
+		args:    []string{"--user", "carol"},
+		what:    "agent carol", wantMsg: "mode 0666, want 0660",
+		wantFix: "fix: systemctl restart octo-agent@carol.socket",
+	}, {
+		name: "agent of another protocol",
+		breakIt: `mv /usr/local/bin/octo-agent /usr/local/bin/octo-agent.good
+printf '#!/bin/sh\necho "octo-agent 0.9 (protocol octo-agentrpc/1)"\n' >/usr/local/bin/octo-agent
+chmod 0755 /usr/local/bin/octo-agent`,
+		fix:  "mv -f /usr/local/bin/octo-agent.good /usr/local/bin/octo-agent",
+		args: []string{"--user", "dave"}, // no agent to start with the wrong binary
+		what: "octo-agent", wantMsg: "speaks octo-agentrpc/1, octo speaks octo-agentrpc/2",
+		wantFix: "fix: install octo and octo-agent from one build",
+	}, {
+		name:    "config with an unknown key",
+		breakIt: `printf '[server]\nlisten = "0.0.0.0:3000"\nlisn = "x"\n' >/etc/octo/typo.toml`,
+		fix:     "rm /etc/octo/typo.toml",
+		args:    []string{"--config", "/etc/octo/typo.toml", "--user", "alice"},
+		what:    "config", wantMsg: "/etc/octo/typo.toml:3: unknown key server.lisn (did you mean server.listen?)",
+		wantFix: "fix: correct it in /etc/octo/typo.toml",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if out, err := b.Sh(ctx, tc.breakIt); err != nil {
+				t.Fatalf("break: %v\n%s", err, out)
+			}
+			fixed := false
+			defer func() {
+				if !fixed {
+					b.Sh(ctx, tc.fix)
+				}
+			}()
+			out, code := doctor(t, b, "", tc.args...)
+			line := lineOf(out, "FAIL", tc.what)
+			t.Logf("%s: %s", tc.name, line)
+			if code != 1 || !strings.Contains(line, tc.wantMsg) || !strings.Contains(line, tc.wantFix) {
+				t.Errorf("doctor %v exited %d; want 1 and a FAIL line for %s saying %q and %q:\n%s", tc.args, code, tc.what, tc.wantMsg, tc.wantFix, out)
+			}
+			if out, err := b.Sh(ctx, tc.fix); err != nil {
+				t.Fatalf("fix: %v\n%s", err, out)
+			}
+			fixed = true
+			if tc.what == "config" {
+				tc.args = tc.args[2:] // the installed config
+			}
+			if tc.what == "octo-agent" {
+				tc.args = nil
+			}
+			if out, code := doctor(t, b, "", tc.args...); code != 0 {
+				t.Errorf("after the fix, doctor %v exited %d:\n%s", tc.args, code, out)
+			}
+		})
+	}
+}
