@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func testDoctor(t *testing.T) *doctor {
+	t.Helper()
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &doctor{me: me}
+}
+
+// The agent binary's protocol decides: another protocol, or none said
+// (an agent older than the protocol line), is a FAIL.
+func TestDoctorVersions(t *testing.T) {
+	for _, tc := range []struct {
+		out  string
+		want level
+		msg  string
+	}{
+		{"octo-agent " + version + " (protocol " + protocol + ")\n", levelOK, "protocol " + protocol},
+		{"octo-agent 0.9 (protocol octo-agentrpc/1)\n", levelFail, "speaks octo-agentrpc/1, octo speaks " + protocol},
+		{"octo-agent 0.8\n", levelFail, "does not say its protocol"},
+		{"octo-agent 9.9 (protocol " + protocol + ")\n", levelWarn, "version 9.9"},
+	} {
+		d := testDoctor(t)
+		d.command = func(context.Context, string, ...string) (string, error) { return tc.out, nil }
+		d.checkVersions(context.Background())
+		f := d.findings[len(d.findings)-1]
+		if f.what != "octo-agent" || f.level != tc.want || !strings.Contains(f.msg, tc.msg) {
+			t.Errorf("agent says %q: got %v %q, want %v containing %q", tc.out, f.level, f.msg, tc.want, tc.msg)
+		}
+		if tc.want != levelOK && !strings.Contains(f.fix, "install octo and octo-agent from one build") {
+			t.Errorf("agent says %q: fix %q does not say to install both", tc.out, f.fix)
+		}
+	}
+}
+
+func TestDoctorOwnerAndMode(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(p, nil, 0o600)
+	os.Chmod(p, 0o666)
+	d := testDoctor(t)
+	uid := os.Getuid()
+	if _, ok := d.checkOwner("thing", p, uid, -1, 0o600, "chmod 0600 "+p); ok {
+		t.Fatal("mode 0666 passed a check for 0600")
+	}
+	f := d.findings[0]
+	if f.level != levelFail || !strings.Contains(f.msg, "mode 0666, want 0600") || f.fix != "chmod 0600 "+p {
+		t.Errorf("finding %+v, want a FAIL naming the modes and the fix", f)
+	}
+	os.Chmod(p, 0o600)
+	if _, ok := d.checkOwner("thing", p, uid+1, -1, 0o600, "chown"); ok || !strings.Contains(d.findings[1].msg, "owner uid") {
+		t.Errorf("wrong owner passed: %+v", d.findings[1:])
+	}
+	if _, ok := d.checkOwner("thing", p, uid, -1, 0o600, "x"); !ok {
+		t.Errorf("right owner and mode failed: %+v", d.findings[2:])
+	}
+}
+
+// One line per finding; fixes follow "fix:"; the count of FAILs decides
+// the exit status.
+func TestDoctorReport(t *testing.T) {
+	d := testDoctor(t)
+	d.ok("a", "fine")
+	d.warn("b", "do this", "meh")
+	d.fail("c", "do that", "broken %d", 2)
+	var buf bytes.Buffer
+	if n := d.report(&buf); n != 1 {
+		t.Errorf("report counted %d failures, want 1", n)
+	}
+	want := "ok    a: fine\nwarn  b: meh; fix: do this\nFAIL  c: broken 2; fix: do that\n"
+	if buf.String() != want {
+		t.Errorf("report:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
+
+// A config with an unknown key is a FAIL naming line, key and fix, and the
+// rest is checked with the defaults.
+func TestDoctorConfig(t *testing.T) {
+	p := writeConfig(t, "[server]\nlisten = \"127.0.0.1:1\"\nlisn = 1\n")
+	d := testDoctor(t)
+	d.cfgPath, d.cfgSource = p, "--config"
+	d.checkConfig(context.Background())
+	f := d.findings[0]
+	if f.level != levelFail || !strings.Contains(f.msg, p+":3: unknown key server.lisn (did you mean server.listen?)") || !strings.Contains(f.fix, "octo check-config "+p) {
+		t.Errorf("finding %+v", f)
+	}
+	if d.router == nil || d.cfg.Server.Listen != "0.0.0.0:3000" {
+		t.Errorf("after a bad config the checks go on with the defaults; router %v, listen %q", d.router, d.cfg.Server.Listen)
+	}
+	if _, err := capture(t, "doctor", "extra"); err == nil || !strings.Contains(err.Error(), "--user") {
+		t.Errorf("doctor with an argument: %v, want a usage error pointing at --user", err)
+	}
+}
