@@ -38,8 +38,6 @@ func (d *doctor) checkConfig(ctx context.Context) {
 		d.fail("config", "create it, or name the right file with --config or $OCTO_CONFIG", "%s does not exist", from)
 	case d.cfgErr != nil:
 		d.fail("config", "correct it in "+d.cfgPath+" (octo check-config "+d.cfgPath+")", "%v", d.cfgErr)
-	case d.cfg.Backend.Mode != config.ModeLocal && containerRuntime == nil:
-		d.fail("config", "set [backend] mode = \"local\"", "backend.mode %s needs the container backend, which this build lacks", d.cfg.Backend.Mode)
 	default:
 		if _, err := os.Stat(d.cfgPath); err != nil {
 			d.ok("config", "%s does not exist; the defaults apply (backend.mode %s)", from, d.cfg.Backend.Mode)
