@@ -16,7 +16,18 @@ type counters struct {
 	labels     []string
 
 	mu     sync.Mutex
-	series map[string]*counter // key: label values joined by \xff
+	series map[key]*counter
+}
+
+// key is a series' label values; no family has more than maxLabels.
+type key [maxLabels]string
+
+const maxLabels = 3
+
+func keyOf(values []string) key {
+	var k key
+	copy(k[:], values)
+	return k
 }
 
 type counter struct {
@@ -25,21 +36,24 @@ type counter struct {
 }
 
 func newCounters(name, help string, labels ...string) *counters {
-	c := &counters{name: name, help: help, labels: labels, series: map[string]*counter{}}
+	if len(labels) > maxLabels {
+		panic("metrics: too many labels for " + name)
+	}
+	c := &counters{name: name, help: help, labels: labels, series: map[key]*counter{}}
 	if len(labels) == 0 {
-		c.series[""] = &counter{} // shown as 0 from the start
+		c.series[key{}] = &counter{} // shown as 0 from the start
 	}
 	return c
 }
 
 // add adds n to the series of values (one per label).
 func (c *counters) add(n uint64, values ...string) {
-	key := strings.Join(values, "\xff")
+	k := keyOf(values)
 	c.mu.Lock()
-	s := c.series[key]
+	s := c.series[k]
 	if s == nil {
 		s = &counter{values: slices.Clone(values)}
-		c.series[key] = s
+		c.series[k] = s
 	}
 	s.n += n
 	c.mu.Unlock()
@@ -62,7 +76,7 @@ type histograms struct {
 	bounds     []float64 // upper bounds, ascending; +Inf is implied
 
 	mu     sync.Mutex
-	series map[string]*histogram
+	series map[key]*histogram
 }
 
 type histogram struct {
@@ -73,17 +87,20 @@ type histogram struct {
 }
 
 func newHistograms(name, help string, bounds []float64, labels ...string) *histograms {
-	return &histograms{name: name, help: help, labels: labels, bounds: bounds, series: map[string]*histogram{}}
+	if len(labels) > maxLabels {
+		panic("metrics: too many labels for " + name)
+	}
+	return &histograms{name: name, help: help, labels: labels, bounds: bounds, series: map[key]*histogram{}}
 }
 
 func (h *histograms) observe(v float64, values ...string) {
 	i, _ := slices.BinarySearch(h.bounds, v) // first bound >= v, as le means
-	key := strings.Join(values, "\xff")
+	k := keyOf(values)
 	h.mu.Lock()
-	s := h.series[key]
+	s := h.series[k]
 	if s == nil {
 		s = &histogram{values: slices.Clone(values), buckets: make([]uint64, len(h.bounds)+1)}
-		h.series[key] = s
+		h.series[k] = s
 	}
 	s.buckets[i]++
 	s.sum += v
@@ -111,12 +128,12 @@ func (h *histograms) write(w io.Writer) {
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+func sortedKeys[V any](m map[key]V) []key {
+	keys := make([]key, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	slices.Sort(keys)
+	slices.SortFunc(keys, func(a, b key) int { return slices.Compare(a[:], b[:]) })
 	return keys
 }
 

@@ -43,11 +43,11 @@ func New(version string) *Metrics {
 		duration:     newHistograms("octo_http_request_duration_seconds", "Time to answer an HTTP request, by route.", durationBounds, "route"),
 		received:     newCounters("octo_http_received_bytes_total", "Request body bytes read, by route.", "route"),
 		sent:         newCounters("octo_http_sent_bytes_total", "Response body bytes written, by route.", "route"),
-		agentCalls:   newCounters("octo_agent_calls_total", "Calls to agents, by method and result (ok or the error code).", "method", "result"),
+		agentCalls:   newCounters("octo_agent_calls_total", "Calls to agents, by the API route that made them and result (ok or the error code).", "route", "result"),
 		agentConns:   newCounters("octo_agent_connects_total", "Connections made to agents, by placement.", "placement"),
 		agentStarts:  newCounters("octo_agent_starts_total", "Agent starts seen: an agent answering with a process ID not seen before for its user."),
 		sessions:     newCounters("octo_sessions_started_total", "Sessions started."),
-		limitHits:    newCounters("octo_limit_hits_total", "Requests refused with 429 Too Many Requests, by the limit they hit.", "limit"),
+		limitHits:    newCounters("octo_limit_hits_total", "Requests refused with 429 Too Many Requests, by route and error code: each names a limit.", "route", "code"),
 		agentLastPID: map[string]int{},
 	}
 }
@@ -58,7 +58,7 @@ func (m *Metrics) Request(route string, code int, d time.Duration, received, sen
 	if m == nil {
 		return
 	}
-	m.requests.add(1, route, strconv.Itoa(code))
+	m.requests.add(1, route, codeText(code))
 	m.duration.observe(d.Seconds(), route)
 	if received > 0 {
 		m.received.add(uint64(received), route)
@@ -68,10 +68,26 @@ func (m *Metrics) Request(route string, code int, d time.Duration, received, sen
 	}
 }
 
-// AgentCall counts a call to an agent; result is "ok" or the error code.
-func (m *Metrics) AgentCall(method, result string) {
+// codes are the status codes' label values, made once.
+var codes = func() (t [600]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+func codeText(code int) string {
+	if code >= 0 && code < len(codes) {
+		return codes[code]
+	}
+	return strconv.Itoa(code)
+}
+
+// AgentCall counts a call to an agent made for route; result is "ok" or
+// the error code.
+func (m *Metrics) AgentCall(route, result string) {
 	if m != nil {
-		m.agentCalls.add(1, method, result)
+		m.agentCalls.add(1, route, result)
 	}
 }
 
@@ -104,10 +120,10 @@ func (m *Metrics) SessionStarted() {
 	}
 }
 
-// LimitHit counts a request refused by limit (429).
-func (m *Metrics) LimitHit(limit string) {
+// LimitHit counts a request of route refused (429) with error code.
+func (m *Metrics) LimitHit(route, code string) {
 	if m != nil {
-		m.limitHits.add(1, limit)
+		m.limitHits.add(1, route, code)
 	}
 }
 

@@ -18,14 +18,14 @@ func sample() *metrics.Metrics {
 	m.Request("GET /api/v1/status", 200, 40*time.Millisecond, 0, 512)
 	m.Request("PUT /api/v1/files/{path...}", 429, time.Second, 10, 80)
 	m.Request(`odd "route"\`+"\n", 404, time.Microsecond, 0, 0)
-	m.AgentCall("Agent.Info", "ok")
-	m.AgentCall("File.Read", "not_found")
+	m.AgentCall("GET /api/v1/status", "ok")
+	m.AgentCall("GET /api/v1/files/{path...}", "not_found")
 	m.AgentConnect("system")
 	m.AgentSeen("alice", 10)
 	m.AgentSeen("alice", 10)
 	m.AgentSeen("alice", 11)
 	m.SessionStarted()
-	m.LimitHit("uploads_in_flight")
+	m.LimitHit("PUT /api/v1/files/{path...}", "limit")
 	return m
 }
 
@@ -47,11 +47,11 @@ func TestExposition(t *testing.T) {
 		`octo_http_request_duration_seconds_count{route="GET /api/v1/status"} 2`,
 		`octo_http_received_bytes_total{route="PUT /api/v1/files/{path...}"} 10`,
 		`octo_http_sent_bytes_total{route="GET /api/v1/status"} 1024`,
-		`octo_agent_calls_total{method="File.Read",result="not_found"} 1`,
+		`octo_agent_calls_total{route="GET /api/v1/files/{path...}",result="not_found"} 1`,
 		`octo_agent_connects_total{placement="system"} 1`,
 		"\nocto_agent_starts_total 2\n",
 		"\nocto_sessions_started_total 1\n",
-		`octo_limit_hits_total{limit="uploads_in_flight"} 1`,
+		`octo_limit_hits_total{route="PUT /api/v1/files/{path...}",code="limit"} 1`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("exposition lacks %s\n%s", want, out)
@@ -95,7 +95,7 @@ func TestNilCountsNothing(t *testing.T) {
 	m.AgentConnect("system")
 	m.AgentSeen("alice", 1)
 	m.SessionStarted()
-	m.LimitHit("x")
+	m.LimitHit("x", "limit")
 }
 
 func BenchmarkRequest(b *testing.B) {
