@@ -17,6 +17,7 @@ import (
 	"octo/internal/api"
 	"octo/internal/backend"
 	"octo/internal/config"
+	"octo/internal/metrics"
 	"octo/internal/tokens"
 )
 
@@ -88,10 +89,7 @@ func devCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	pool := backend.NewPool(router, cfg.Local.ConnectTimeout.Duration, log)
 	defer pool.Close()
-	srv := api.New(api.Config{Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log,
-		Version: version, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
-		AgentTimeout: cfg.Server.AgentTimeout.Duration, MaxStreamsPerUser: cfg.Server.MaxStreamsPerUser,
-		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration})
+	srv := api.New(apiConfig(cfg, pool, store, metrics.New(version), log))
 	printDevBanner(lns, me.Name, ws, secret, *tokenFile)
 	return serveHTTP(ctx, srv, lns, cfg.Server, log)
 }

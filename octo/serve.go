@@ -19,6 +19,7 @@ import (
 	"octo/internal/backend"
 	"octo/internal/config"
 	"octo/internal/container"
+	"octo/internal/metrics"
 	"octo/internal/tokens"
 )
 
@@ -48,18 +49,32 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	pool := backend.NewPool(router, cfg.Local.ConnectTimeout.Duration, log)
 	defer pool.Close()
-	srv := api.New(api.Config{
-		Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log, Version: version,
-		MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), AgentTimeout: cfg.Server.AgentTimeout.Duration,
-		MaxStreamsPerUser:  cfg.Server.MaxStreamsPerUser,
-		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration,
-	})
+	m := metrics.New(version)
+	srv := api.New(apiConfig(cfg, pool, store, m, log))
+	if addr := cfg.Server.MetricsListen; addr != "" {
+		stop, err := serveMetricsListener(addr, m, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	lns, err := listeners(cfg.Server, log)
 	if err != nil {
 		return err
 	}
 	log.Info("octo serving", "version", version, "mode", cfg.Backend.Mode, "config", configPath(*path))
 	return serveHTTP(ctx, srv, lns, cfg.Server, log)
+}
+
+// apiConfig is the API's configuration from octo's (serve and dev).
+func apiConfig(cfg config.Config, pool *backend.Pool, store *tokens.Store, m *metrics.Metrics, log *slog.Logger) api.Config {
+	return api.Config{
+		Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log, Version: version,
+		MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), AgentTimeout: cfg.Server.AgentTimeout.Duration,
+		MaxStreamsPerUser:  cfg.Server.MaxStreamsPerUser,
+		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration,
+		Metrics: m, QuietReads: !cfg.Server.AccessLogReads,
+	}
 }
 
 func newRouter(cfg config.Config, log *slog.Logger) (*backend.Router, error) {

@@ -40,6 +40,7 @@ func Default() Config {
 			AgentTimeout:       Duration{30 * time.Second},
 			MaxStreamsPerUser:  16,
 			ShutdownTimeout:    Duration{30 * time.Second},
+			AccessLogReads:     true,
 		},
 		Backend: Backend{Mode: ModeLocal},
 		Local: Local{
@@ -245,6 +246,11 @@ func (c *Config) validate() error {
 	if s.Listen != "" {
 		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
 			return keyError("server.listen", "%q is not host:port (e.g. \"0.0.0.0:3000\"; \"\" disables TCP)", s.Listen)
+		}
+	}
+	if s.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {
+			return keyError("server.metrics_listen", "%q is not host:port (e.g. \"127.0.0.1:9100\"; \"\" disables it)", s.MetricsListen)
 		}
 	}
 	if s.APISocket != "" && !filepath.IsAbs(s.APISocket) {

@@ -32,6 +32,11 @@ type Server struct {
 	AgentTimeout       Duration `toml:"agent_timeout"` // every agent call but output streams
 	MaxStreamsPerUser  int      `toml:"max_streams_per_user"`
 	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
+	// AccessLogReads logs GET and HEAD requests too (one line each).
+	AccessLogReads bool `toml:"access_log_reads"`
+	// MetricsListen serves /metrics without authentication on this TCP
+	// address, for a local scraper ("" = only /metrics on the API, for admins).
+	MetricsListen string `toml:"metrics_listen"`
 }
 
 // Backend chooses where users' agents run.
