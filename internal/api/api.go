@@ -193,6 +193,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, t target) {
 	if !ok {
 		return
 	}
+	s.cfg.Metrics.AgentSeen(t.User.Name, info.PID)
 	writeJSON(w, http.StatusOK, statusJSON{
 		Version:   s.cfg.Version,
 		Mode:      s.cfg.Pool.Router().Mode(),

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"octo/internal/backend"
 	"octo/internal/metrics"
 )
 
@@ -99,6 +100,7 @@ func scrape(t *testing.T, h *harness, c *http.Client, tok string) (int, string) 
 func TestMetricsEndpoint(t *testing.T) {
 	h := newHarness(t)
 	h.srv.cfg.Metrics = metrics.New("test")
+	h.srv.cfg.Pool.Connected = func(_ backend.User, ep backend.Endpoint) { h.srv.cfg.Metrics.AgentConnect(string(ep.Placement)) }
 	h.do("GET", "/api/v1/status", h.tokMe, nil)
 	h.do("GET", "/api/v1/status", h.tokMe, nil)
 	h.do("PUT", "/api/v1/files/m.txt", h.tokMe, strings.NewReader("12345"))
@@ -130,6 +132,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		"\nocto_sessions_started_total 1\n",
 		`octo_limit_hits_total{route="PUT /api/v1/files/{path...}",code="limit"} 1`,
 		`octo_build_info{version="test"`,
+		`octo_agent_connects_total{placement="system"} 1`,
+		"\nocto_agent_starts_total 1\n", // seen by the status calls
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("/metrics lacks %s\n%s", want, out)
