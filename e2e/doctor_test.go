@@ -5,9 +5,11 @@ package e2e
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"octo/e2e/box"
 )
@@ -136,5 +138,54 @@ chmod 0755 /usr/local/bin/octo-agent`,
 				t.Errorf("after the fix, doctor %v exited %d:\n%s", tc.args, code, out)
 			}
 		})
+	}
+}
+
+// journalGrep polls `journalctl ARGS -o cat` until its output contains want.
+func journalGrep(t *testing.T, b *box.Box, want string, args ...string) string {
+	t.Helper()
+	var out string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		out, _ = b.Run(context.Background(), append([]string{"journalctl", "--no-pager", "-o", "cat"}, args...)...)
+		if strings.Contains(out, want) {
+			return out
+		}
+	}
+	t.Errorf("journalctl %v has no %q:\n%s", args, want, out)
+	return out
+}
+
+// Under systemd octo and its agents log to the journal natively, with
+// fields: `journalctl -u octo OCTO_USER=alice` shows alice's requests and
+// nobody else's; an agent's lines about a session carry OCTO_SESSION.
+func TestJournalFields(t *testing.T) {
+	b := setup(t)
+	alice, bob := newClient(t, b, "alice"), newClient(t, b, "bob")
+	alice.expect("GET", "/api/v1/status", nil, http.StatusOK, nil)
+	bob.expect("GET", "/api/v1/status", nil, http.StatusOK, nil)
+	s := alice.start("true")
+	out := journalGrep(t, b, "route=\"GET /api/v1/status\"", "-u", "octo.service", "OCTO_USER=alice", "OCTO_ROUTE=GET /api/v1/status", "OCTO_STATUS=200")
+	if strings.Contains(out, "user=bob") {
+		t.Errorf("OCTO_USER=alice selected bob's lines:\n%s", out)
+	}
+	journalGrep(t, b, "route=\"POST /api/v1/sessions\"", "-u", "octo.service", "OCTO_USER=alice", "OCTO_STATUS=201")
+	journalGrep(t, b, "session started", "-u", "octo-agent@alice.service", "OCTO_SESSION="+s.ID)
+}
+
+// /metrics answers root on the Unix socket and admin tokens only.
+func TestMetricsAdminsOnly(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	newClient(t, b, "alice").expect("GET", "/api/v1/status", nil, http.StatusOK, nil)
+	curl := []string{"curl", "-s", "-w", "\n%{http_code}", "--unix-socket", "/run/octo/octo.sock", "http://octo/metrics"}
+	out, err := b.Run(ctx, curl...)
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(out), "\n200") || !strings.Contains(out, `octo_http_requests_total{route="GET /api/v1/status",code="200"}`) {
+		t.Errorf("root's /metrics on the socket: %v\n%s", err, out)
+	}
+	if out, _ := b.RunAs(ctx, "alice", curl...); !strings.HasSuffix(strings.TrimSpace(out), "\n403") {
+		t.Errorf("alice's /metrics on the socket: %s, want 403", out)
+	}
+	if r := newClient(t, b, "alice").do("GET", "/metrics", nil); r.Status != http.StatusForbidden {
+		t.Errorf("/metrics with alice's token: %d, want 403", r.Status)
 	}
 }
