@@ -51,7 +51,7 @@ type doctor struct {
 	me         *user.User
 	privileged bool // root or octo: everything is readable
 	router     *backend.Router
-	runtimeDir string // where systemd runs (/run/systemd/system) or ""
+	systemd    bool // systemd is the init system (/run/systemd/system exists)
 	// command runs a program and returns its output; tests replace it.
 	command  func(ctx context.Context, name string, args ...string) (string, error)
 	findings []finding
@@ -112,9 +112,8 @@ func newDoctor(flagPath string, users []string) (*doctor, error) {
 		d.cfgSource = "default"
 	}
 	d.privileged = me.Uid == "0" || me.Username == "octo"
-	if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
-		d.runtimeDir = "/run/systemd/system"
-	}
+	fi, err := os.Stat("/run/systemd/system")
+	d.systemd = err == nil && fi.IsDir()
 	return d, nil
 }
 
@@ -154,8 +153,8 @@ func (d *doctor) report(w io.Writer) int {
 	return fails
 }
 
-// systemctl runs systemctl (with --user when user is set) and returns its
-// trimmed output, which says the state even when it exits non-zero.
+// systemctl runs systemctl and returns its trimmed output, which says the
+// state even when it exits non-zero.
 func (d *doctor) systemctl(ctx context.Context, args ...string) string {
 	out, _ := d.command(ctx, "systemctl", args...)
 	return strings.TrimSpace(out)

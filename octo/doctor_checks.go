@@ -78,7 +78,7 @@ func findUnit(name string) string {
 }
 
 func (d *doctor) checkSystemd(ctx context.Context) {
-	if d.runtimeDir == "" {
+	if !d.systemd {
 		d.warn("systemd", "run octo under systemd (octo serve by hand or octo dev skip these checks)", "systemd is not running here: socket and service checks skipped")
 		return
 	}
