@@ -102,3 +102,21 @@ func TestDoctorConfig(t *testing.T) {
 		t.Errorf("doctor with an argument: %v, want a usage error pointing at --user", err)
 	}
 }
+
+// The container backend's socket_dir must keep POSIX ACLs: tmpfs does,
+// /proc does not.
+func TestDoctorACL(t *testing.T) {
+	for _, tc := range []struct {
+		dir  string
+		want level
+	}{{"/dev/shm", levelOK}, {"/proc", levelFail}} {
+		if _, err := os.Stat(tc.dir); err != nil {
+			t.Skipf("%s: %v", tc.dir, err)
+		}
+		d := testDoctor(t)
+		d.checkACL(tc.dir)
+		if f := d.findings[0]; f.level != tc.want {
+			t.Errorf("checkACL(%s) = %v %q, want %v", tc.dir, f.level, f.msg, tc.want)
+		}
+	}
+}
