@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,16 @@ func lineOf(out, level, what string) string {
 func TestDoctor(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
+	// Checking an agent starts it; leave running only those that ran before
+	// (later tests count on an agent they start themselves).
+	running := activeAgents(ctx, b)
+	t.Cleanup(func() {
+		for _, u := range activeAgents(ctx, b) {
+			if !slices.Contains(running, u) {
+				b.Run(ctx, "systemctl", "stop", u)
+			}
+		}
+	})
 	out, code := doctor(t, b, "")
 	if code != 0 || strings.Contains(out, "FAIL") {
 		t.Fatalf("octo doctor on a good install exited %d:\n%s", code, out)
@@ -139,6 +150,18 @@ chmod 0755 /usr/local/bin/octo-agent`,
 			}
 		})
 	}
+}
+
+// activeAgents lists the agent services that run.
+func activeAgents(ctx context.Context, b *box.Box) []string {
+	out, _ := b.Run(ctx, "systemctl", "list-units", "--no-legend", "--plain", "--state=active", "octo-agent@*.service")
+	var units []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			units = append(units, f[0])
+		}
+	}
+	return units
 }
 
 // journalGrep polls `journalctl ARGS -o cat` until its output contains want.
