@@ -107,8 +107,24 @@ func (d *doctor) checkSystemd(ctx context.Context) {
 		d.warn("octo.service", "systemctl status octo.service", "%s", st)
 	}
 	if !d.privileged {
-		if st := d.systemctl(ctx, "--user", "is-active", "octo-user.socket"); st == "active" {
-			d.ok("octo-user.socket", "your systemd --user agent socket listens")
+		d.checkUserUnits(ctx)
+	}
+}
+
+// checkUserUnits checks the caller's systemd --user units (units/install.sh
+// --user) that are enabled: each must listen.
+func (d *doctor) checkUserUnits(ctx context.Context) {
+	for _, s := range []string{"octo-user.socket", "octo.socket", "octo-api.socket"} {
+		if d.systemctl(ctx, "--user", "is-enabled", s) != "enabled" {
+			continue // not used: the system's units serve this user
+		}
+		switch st := d.systemctl(ctx, "--user", "is-active", s); st {
+		case "active":
+			d.ok(s+" (--user)", "enabled and listening")
+		case "failed":
+			d.fail(s+" (--user)", "systemctl --user reset-failed "+s+" && systemctl --user start "+s, "failed")
+		default:
+			d.fail(s+" (--user)", "systemctl --user start "+s, "enabled but %s", st)
 		}
 	}
 }

@@ -120,3 +120,28 @@ func TestDoctorACL(t *testing.T) {
 		}
 	}
 }
+
+// As an ordinary user, enabled systemd --user units must listen; units not
+// enabled are not this user's way to octo and are not checked.
+func TestDoctorUserUnits(t *testing.T) {
+	state := map[string]string{
+		"is-enabled octo-user.socket": "enabled", "is-active octo-user.socket": "inactive",
+		"is-enabled octo.socket": "enabled", "is-active octo.socket": "active",
+		"is-enabled octo-api.socket": "disabled",
+	}
+	d := testDoctor(t)
+	d.command = func(_ context.Context, name string, args ...string) (string, error) {
+		if name != "systemctl" || args[0] != "--user" {
+			t.Fatalf("ran %s %v, want systemctl --user", name, args)
+		}
+		return state[strings.Join(args[1:], " ")] + "\n", nil
+	}
+	d.checkUserUnits(context.Background())
+	var buf bytes.Buffer
+	d.report(&buf)
+	want := "FAIL  octo-user.socket (--user): enabled but inactive; fix: systemctl --user start octo-user.socket\n" +
+		"ok    octo.socket (--user): enabled and listening\n"
+	if buf.String() != want {
+		t.Errorf("report:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
