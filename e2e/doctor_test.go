@@ -81,6 +81,10 @@ func TestDoctor(t *testing.T) {
 	if strings.Contains(out, "agent bob") {
 		t.Errorf("octo doctor as alice checked bob's agent:\n%s", out)
 	}
+	// As octo, the control plane's user, it checks every agent as octo does.
+	if out, code := doctor(t, b, "octo"); code != 0 || lineOf(out, "ok", "agent bob") == "" || lineOf(out, "ok", "tokens") == "" {
+		t.Errorf("octo doctor as octo exited %d, want 0 with bob's agent and the tokens checked:\n%s", code, out)
+	}
 
 	for _, tc := range []struct {
 		name          string
