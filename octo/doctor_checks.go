@@ -48,6 +48,11 @@ func (d *doctor) checkConfig(ctx context.Context) {
 	if d.cfgErr != nil {
 		d.cfg = config.Default() // check the rest as octo would with the defaults
 	}
+	if addr := d.cfg.Server.MetricsListen; addr != "" {
+		if host, _, _ := net.SplitHostPort(addr); !isLoopback(host) {
+			d.warn("metrics_listen", "set [server] metrics_listen to a loopback address such as \"127.0.0.1:9100\"", "%s serves /metrics without authentication beyond this machine", addr)
+		}
+	}
 	d.router, _ = backend.NewRouter(backend.RouterConfig{Mode: config.ModeLocal, Local: d.cfg.Local, Container: d.cfg.Container.SocketDir})
 }
 

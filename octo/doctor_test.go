@@ -145,3 +145,19 @@ func TestDoctorUserUnits(t *testing.T) {
 		t.Errorf("report:\n%s\nwant:\n%s", buf.String(), want)
 	}
 }
+
+// /metrics without authentication on a non-loopback address is a warning.
+func TestDoctorMetricsListen(t *testing.T) {
+	for addr, want := range map[string]bool{"0.0.0.0:9100": true, "127.0.0.1:9100": false, "[::1]:9100": false} {
+		d := testDoctor(t)
+		d.cfgPath, d.cfgSource = writeConfig(t, "[server]\nmetrics_listen = \""+addr+"\"\n"), "--config"
+		d.checkConfig(context.Background())
+		warned := false
+		for _, f := range d.findings {
+			warned = warned || f.what == "metrics_listen" && f.level == levelWarn
+		}
+		if warned != want {
+			t.Errorf("metrics_listen %s: warned %v, want %v (%+v)", addr, warned, want, d.findings)
+		}
+	}
+}
