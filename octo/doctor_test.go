@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"octo/internal/config"
 )
 
 func testDoctor(t *testing.T) *doctor {
@@ -159,5 +161,47 @@ func TestDoctorMetricsListen(t *testing.T) {
 		if warned != want {
 			t.Errorf("metrics_listen %s: warned %v, want %v (%+v)", addr, warned, want, d.findings)
 		}
+	}
+}
+
+// In container mode doctor asks the real engine: it answers, the image is
+// there (a missing one is a FAIL saying to pull it), socket_dir keeps ACLs.
+func TestDoctorContainer(t *testing.T) {
+	engine, image := os.Getenv("OCTO_TEST_ENGINE_SOCKET"), os.Getenv("OCTO_TEST_IMAGE")
+	if engine == "" || image == "" {
+		skipOrFail(t, "needs a container engine: eval \"$(bash .ci/setup-engine.sh)\" sets OCTO_TEST_ENGINE_SOCKET and OCTO_TEST_IMAGE")
+	}
+	for _, tc := range []struct {
+		image, what string
+		want        level
+		fix         string
+	}{
+		{image, "image", levelOK, ""},
+		{"octo-doctor-no-such-image:0", "image", levelFail, "podman pull octo-doctor-no-such-image:0"},
+	} {
+		d := testDoctor(t)
+		d.cfg = config.Default()
+		d.cfg.Backend.Mode = config.ModeContainer
+		d.cfg.Container.EngineSocket, d.cfg.Container.Image = engine, tc.image
+		d.cfg.Container.SocketDir = "/dev/shm"
+		d.checkContainer(context.Background())
+		got := map[string]finding{}
+		for _, f := range d.findings {
+			got[f.what] = f
+		}
+		if f := got["engine"]; f.level != levelOK {
+			t.Errorf("engine at %s: %+v", engine, f)
+		}
+		if f := got[tc.what]; f.level != tc.want || !strings.HasPrefix(f.fix, tc.fix) {
+			t.Errorf("image %s: %+v, want %v with fix %q", tc.image, f, tc.want, tc.fix)
+		}
+	}
+	d := testDoctor(t)
+	d.cfg = config.Default()
+	d.cfg.Backend.Mode = config.ModeContainer
+	d.cfg.Container.EngineSocket = filepath.Join(t.TempDir(), "no-engine.sock")
+	d.checkContainer(context.Background())
+	if f := d.findings[0]; f.what != "engine" || f.level != levelFail || !strings.Contains(f.fix, "engine_socket") {
+		t.Errorf("no engine: %+v, want a FAIL naming [container] engine_socket", f)
 	}
 }
