@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"octo/internal/agent/agenttest"
+	"octo/internal/backend"
 	"octo/internal/config"
 )
 
@@ -203,5 +206,45 @@ func TestDoctorContainer(t *testing.T) {
 	d.checkContainer(context.Background())
 	if f := d.findings[0]; f.what != "engine" || f.level != levelFail || !strings.Contains(f.fix, "engine_socket") {
 		t.Errorf("no engine: %+v, want a FAIL naming [container] engine_socket", f)
+	}
+}
+
+// doctor checks an agent as the control plane would: who holds the
+// socket (SO_PEERCRED), then Agent.Info as the right user.
+func TestDoctorCallAgent(t *testing.T) {
+	sock := agenttest.Start(t, "")
+	me, err := currentUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := me
+	other.UID++
+	other.Name = me.Name + "-other"
+	self := backend.PlacementUser // the test holds the socket, as a user's own agent does
+	for _, tc := range []struct {
+		name string
+		u    backend.User
+		pl   backend.Placement
+		want level
+		msg  string
+	}{
+		{"own agent", me, self, levelOK, "answers (user placement"},
+		{"socket held by someone else", other, self, levelFail, "want uid " + strconv.Itoa(int(other.UID)) + ": octo refuses it"},
+		{"system socket not held by root", me, backend.PlacementSystem, levelFail, "want uid 0"},
+		{"agent of another user", backend.User{Name: "someone", UID: me.UID}, self, levelFail, "not someone"},
+	} {
+		if tc.pl == backend.PlacementSystem && me.UID == 0 {
+			continue // as root, root holds it
+		}
+		d := testDoctor(t)
+		d.callAgent(context.Background(), "agent", tc.u, tc.pl, sock)
+		if f := d.findings[0]; f.level != tc.want || !strings.Contains(f.msg, tc.msg) {
+			t.Errorf("%s: %v %q, want %v containing %q", tc.name, f.level, f.msg, tc.want, tc.msg)
+		}
+	}
+	d := testDoctor(t)
+	d.callAgent(context.Background(), "agent", backend.User{Name: "x", UID: 1}, self, filepath.Join(t.TempDir(), "none.sock"))
+	if f := d.findings[0]; f.level != levelFail {
+		t.Errorf("no socket: %+v, want a FAIL", f)
 	}
 }
