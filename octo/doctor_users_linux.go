@@ -86,10 +86,12 @@ func (d *doctor) checkAgent(ctx context.Context, u backend.User) {
 	// The modes the units set: octo-agent@.socket 0660 USER:octo,
 	// octo-user.socket 0600.
 	wantGID, wantMode := gidOf("octo"), fs.FileMode(0o660)
+	fix := restart + " (and look for a drop-in changing it: systemctl cat octo-agent@" + u.Name + ".socket)"
 	if placement == backend.PlacementUser {
-		wantGID, wantMode, restart = -1, 0o600, "as "+u.Name+": systemctl --user restart octo-user.socket"
+		restart = "as " + u.Name + ": systemctl --user restart octo-user.socket"
+		wantGID, wantMode, fix = -1, 0o600, restart
 	}
-	fi, ok := d.checkOwner(what, sock, int(u.UID), wantGID, wantMode, restart+" (and look for a drop-in changing it: systemctl cat octo-agent@"+u.Name+".socket)")
+	fi, ok := d.checkOwner(what, sock, int(u.UID), wantGID, wantMode, fix)
 	if !ok {
 		if fi.mode.Perm()&0o007 != 0 || fi.mode == 0 {
 			return // open to anyone or unreadable: no need to go on
