@@ -92,6 +92,7 @@ func TestDoctor(t *testing.T) {
 		args          []string
 		what, wantMsg string // the FAIL line's subject and text
 		wantFix       string
+		level         string // "FAIL" unless set
 	}{{
 		name:    "agent socket disabled",
 		breakIt: "systemctl disable --now octo-agent@bob.socket",
@@ -99,6 +100,14 @@ func TestDoctor(t *testing.T) {
 		args:    []string{"--user", "bob"},
 		what:    "agent bob", wantMsg: "no agent socket /run/octo/agent-bob.sock",
 		wantFix: "fix: systemctl enable --now octo-agent@bob.socket",
+	}, {
+		name:    "agent socket started but not enabled",
+		breakIt: "systemctl disable octo-agent@bob.socket && systemctl start octo-agent@bob.socket",
+		fix:     "systemctl enable octo-agent@bob.socket",
+		args:    []string{"--user", "bob"},
+		what:    "agent bob", wantMsg: "octo-agent@bob.socket listens but is disabled",
+		wantFix: "fix: systemctl enable octo-agent@bob.socket",
+		level:   "warn",
 	}, {
 		name:    "socket mode 0666",
 		breakIt: "chmod 0666 /run/octo/agent-carol.sock",
@@ -134,10 +143,14 @@ chmod 0755 /usr/local/bin/octo-agent`,
 				}
 			}()
 			out, code := doctor(t, b, "", tc.args...)
-			line := lineOf(out, "FAIL", tc.what)
+			level, wantCode := "FAIL", 1
+			if tc.level != "" {
+				level, wantCode = tc.level, 0
+			}
+			line := lineOf(out, level, tc.what)
 			t.Logf("%s: %s", tc.name, line)
-			if code != 1 || !strings.Contains(line, tc.wantMsg) || !strings.Contains(line, tc.wantFix) {
-				t.Errorf("doctor %v exited %d; want 1 and a FAIL line for %s saying %q and %q:\n%s", tc.args, code, tc.what, tc.wantMsg, tc.wantFix, out)
+			if code != wantCode || !strings.Contains(line, tc.wantMsg) || !strings.Contains(line, tc.wantFix) {
+				t.Errorf("doctor %v exited %d; want %d and a %s line for %s saying %q and %q:\n%s", tc.args, code, wantCode, level, tc.what, tc.wantMsg, tc.wantFix, out)
 			}
 			if out, err := b.Sh(ctx, tc.fix); err != nil {
 				t.Fatalf("fix: %v\n%s", err, out)
@@ -149,8 +162,8 @@ chmod 0755 /usr/local/bin/octo-agent`,
 			if tc.what == "octo-agent" {
 				tc.args = nil
 			}
-			if out, code := doctor(t, b, "", tc.args...); code != 0 {
-				t.Errorf("after the fix, doctor %v exited %d:\n%s", tc.args, code, out)
+			if out, code := doctor(t, b, "", tc.args...); code != 0 || strings.Contains(out, tc.wantMsg) {
+				t.Errorf("after the fix, doctor %v exited %d or still says %q:\n%s", tc.args, code, tc.wantMsg, out)
 			}
 		})
 	}

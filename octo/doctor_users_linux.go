@@ -100,6 +100,12 @@ func (d *doctor) checkAgent(ctx context.Context, u backend.User) {
 		d.fail(what, restart, "%s is not a socket", sock)
 		return
 	}
+	if placement == backend.PlacementSystem && d.systemd {
+		unit := "octo-agent@" + u.Name + ".socket"
+		if en := d.systemctl(ctx, "is-enabled", unit); en != "enabled" {
+			d.warn(what, "systemctl enable "+unit, "%s listens but is %s: it will not after a reboot", unit, en)
+		}
+	}
 	d.callAgent(ctx, what, u, placement, sock)
 	d.checkAgentState(u)
 }
