@@ -114,18 +114,34 @@ func flatten(prefix string, a slog.Attr, add func(string, slog.Value)) {
 // FieldName is the journal field of an attribute key: OCTO_ and the key in
 // upper case, every character but letters and digits made '_'.
 func FieldName(key string) string {
-	b := []byte("OCTO_" + key)
-	for i := 5; i < len(b); i++ {
-		switch c := b[i]; {
+	if f, ok := knownFields[key]; ok {
+		return f
+	}
+	var b strings.Builder
+	b.Grow(5 + len(key))
+	b.WriteString("OCTO_")
+	for i := 0; i < len(key); i++ {
+		switch c := key[i]; {
 		case 'a' <= c && c <= 'z':
-			b[i] = c - 'a' + 'A'
+			b.WriteByte(c - 'a' + 'A')
 		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			b.WriteByte(c)
 		default:
-			b[i] = '_'
+			b.WriteByte('_')
 		}
 	}
-	return string(b)
+	return b.String()
 }
+
+// knownFields are the field names of the keys every request line has,
+// made once.
+var knownFields = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{KeyUser, KeyRoute, KeyStatus, KeyBytes, KeyDuration, KeySession, "path", "caller", "code", "received", "err"} {
+		m[k] = "OCTO_" + strings.ToUpper(k)
+	}
+	return m
+}()
 
 func priority(l slog.Level) journal.Priority {
 	switch {

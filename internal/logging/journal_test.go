@@ -2,6 +2,8 @@ package logging_test
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"errors"
 	"log/slog"
 	"strings"
@@ -82,5 +84,26 @@ func TestFieldName(t *testing.T) {
 		if got := logging.FieldName(key); got != want {
 			t.Errorf("FieldName(%q) = %q, want %q", key, got, want)
 		}
+	}
+}
+
+// The cost of one access log line, as text and as a journal entry (the
+// send itself, one datagram, not included).
+func BenchmarkRequestLine(b *testing.B) {
+	attrs := []slog.Attr{slog.String("user", "alice"), slog.String("route", "GET /api/v1/files/{path...}"),
+		slog.String("path", "/api/v1/files/notes/todo.txt"), slog.Int("status", 200), slog.Int64("bytes", 1024),
+		slog.Duration("duration", 1234567)}
+	for name, h := range map[string]slog.Handler{
+		"text":    logging.NewTextHandler(io.Discard),
+		"journal": logging.NewJournalHandler(func(string, journal.Priority, map[string]string) error { return nil }, "octo", logging.NewTextHandler(io.Discard)),
+	} {
+		log := slog.New(h)
+		ctx := context.Background()
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+			}
+		})
 	}
 }
