@@ -3,8 +3,8 @@ package logging_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
