@@ -81,6 +81,12 @@ func TestDoctor(t *testing.T) {
 	if strings.Contains(out, "agent bob") {
 		t.Errorf("octo doctor as alice checked bob's agent:\n%s", out)
 	}
+	// A user without an agent learns what to ask for.
+	out, code = doctor(t, b, stranger)
+	if l := lineOf(out, "FAIL", "agent "+stranger); code != 1 || !strings.Contains(l, "fix: systemctl enable --now octo-agent@"+stranger+".socket") {
+		t.Errorf("octo doctor as %s (no agent) exited %d, want 1 and the socket to enable:\n%s", stranger, code, out)
+	}
+	t.Logf("octo doctor as %s:\n%s", stranger, out)
 	// As octo, the control plane's user, it checks every agent as octo does.
 	if out, code := doctor(t, b, "octo"); code != 0 || lineOf(out, "ok", "agent bob") == "" || lineOf(out, "ok", "tokens") == "" {
 		t.Errorf("octo doctor as octo exited %d, want 0 with bob's agent and the tokens checked:\n%s", code, out)
