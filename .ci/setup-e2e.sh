@@ -4,10 +4,11 @@
 # boots), D-Bus and logind for the box's minimal target and systemd --user
 # (linger), util-linux (unshare, nsenter, runuser), iproute2 (ip), passwd
 # (useradd), curl; wrk (keep-alive load across restarts); git and gcc for
-# the test that ordinary work runs in the agent's sandbox. Idempotent:
-# installs only what is missing.
+# the test that ordinary work runs in the agent's sandbox; prometheus for
+# promtool, which checks octo's /metrics exposition. Idempotent: installs
+# only what is missing.
 set -eu
-pkgs="systemd systemd-sysv dbus libpam-systemd util-linux iproute2 passwd curl procps git gcc libc6-dev wrk"
+pkgs="systemd systemd-sysv dbus libpam-systemd util-linux iproute2 passwd curl procps git gcc libc6-dev wrk prometheus"
 missing=""
 for p in $pkgs; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -19,6 +20,12 @@ if [ -n "$missing" ]; then
 	apt-get update
 	# shellcheck disable=SC2086
 	apt-get install -y --no-install-recommends $missing
+	# Only promtool is wanted: a Prometheus server the package may have
+	# started would scrape and listen for nothing.
+	case $missing in *prometheus*)
+		systemctl disable --now prometheus.service prometheus-node-exporter.service 2>/dev/null || true
+		;;
+	esac
 fi
 # The box needs a cgroup2 hierarchy and overlayfs.
 if ! grep -q cgroup2 /proc/mounts; then

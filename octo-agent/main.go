@@ -13,24 +13,27 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"octo/internal/agent"
+	"octo/internal/agentrpc"
+	"octo/internal/logging"
 )
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{ReplaceAttr: dropTime}))
+	log := logging.New()
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: octo-agent serve [flags] | octo-agent version")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "version", "--version":
-		fmt.Println("octo-agent", agent.Version)
+		// octo doctor reads the protocol to tell agents of another octo.
+		fmt.Printf("octo-agent %s (protocol %s)\n", agent.Version, strings.TrimSpace(agentrpc.Preamble))
 	case "serve":
 		opts, err := parseServe(os.Args[2:])
 		if err != nil {
@@ -52,14 +55,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "octo-agent: unknown command %q; use serve or version\n", os.Args[1])
 		os.Exit(2)
 	}
-}
-
-// dropTime removes the time attribute: journald adds its own.
-func dropTime(groups []string, a slog.Attr) slog.Attr {
-	if len(groups) == 0 && a.Key == slog.TimeKey {
-		return slog.Attr{}
-	}
-	return a
 }
 
 // procs is the agent's GOMAXPROCS unless $GOMAXPROCS says otherwise: one.

@@ -17,6 +17,7 @@ import (
 	"octo/internal/api"
 	"octo/internal/backend"
 	"octo/internal/config"
+	"octo/internal/metrics"
 	"octo/internal/tokens"
 )
 
@@ -47,6 +48,18 @@ func devCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	defer os.RemoveAll(runDir)
 
+	// Bind first: a busy port is the likely mistake, and nothing else
+	// should have started (and be stopped again) when it is reported.
+	cfg := config.Default()
+	cfg.Server.Listen = ""
+	cfg.Server.APISocket = filepath.Join(runDir, "octo.sock")
+	cfg.Users = config.Users{Allow: []string{me.Name}, MinUID: 0}
+	lns, err := devListeners(*listen, cfg.Server, log)
+	if err != nil {
+		return err
+	}
+	defer closeAll(lns) // serveHTTP closes them too; this is for the errors before
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	agentSock := filepath.Join(runDir, "agent.sock")
@@ -56,10 +69,6 @@ func devCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	defer func() { cancel(); <-agentDone }()
 
-	cfg := config.Default()
-	cfg.Server.Listen = *listen
-	cfg.Server.APISocket = filepath.Join(runDir, "octo.sock")
-	cfg.Users = config.Users{Allow: []string{me.Name}, MinUID: 0}
 	store, err := tokens.Open(filepath.Join(runDir, "state"))
 	if err != nil {
 		return err
@@ -80,16 +89,24 @@ func devCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	pool := backend.NewPool(router, cfg.Local.ConnectTimeout.Duration, log)
 	defer pool.Close()
-	srv := api.New(api.Config{Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log,
-		Version: version, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
-		AgentTimeout: cfg.Server.AgentTimeout.Duration, MaxStreamsPerUser: cfg.Server.MaxStreamsPerUser,
-		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration})
-	lns, err := listeners(cfg.Server, log)
-	if err != nil {
-		return err
-	}
+	srv := api.New(apiConfig(cfg, pool, store, metrics.New(version), log))
 	printDevBanner(lns, me.Name, ws, secret, *tokenFile)
 	return serveHTTP(ctx, srv, lns, cfg.Server, log)
+}
+
+// devListeners binds the TCP address of --listen and the Unix socket in
+// sc. Dev mode has no config file, so its errors name the flag.
+func devListeners(addr string, sc config.Server, log *slog.Logger) ([]namedListener, error) {
+	tcp, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %s: choose another address with --listen (e.g. --listen 127.0.0.1:0 for any free port): %w", addr, err)
+	}
+	lns, err := listeners(sc, log)
+	if err != nil {
+		tcp.Close()
+		return nil, err
+	}
+	return append([]namedListener{{name: "http", ln: tcp}}, lns...), nil
 }
 
 func devWorkspace(flagValue string) (string, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -81,5 +82,29 @@ func TestDev(t *testing.T) {
 	}
 	if _, err := os.Stat(runDir[1]); err == nil {
 		t.Errorf("runtime dir %s left behind", runDir[1])
+	}
+}
+
+// With its port taken, octo dev names the flag to change (it has no config
+// file to blame) and starts nothing it then has to stop.
+func TestDevPortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cmd := exec.Command(os.Args[0], "--", "dev", "--listen", busy.Addr().String(), "--workspace", t.TempDir())
+	cmd.Env = append(os.Environ(), "OCTO_TEST_MAIN=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("octo dev on a busy port succeeded:\n%s", out)
+	}
+	if !strings.Contains(string(out), "--listen") || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("octo dev on a busy port said:\n%s\nwant the cause and the --listen flag", out)
+	}
+	for _, bad := range []string{"server.listen", "reason=signal", "agent serving"} {
+		if strings.Contains(string(out), bad) {
+			t.Errorf("octo dev on a busy port printed %q:\n%s", bad, out)
+		}
 	}
 }

@@ -8,7 +8,8 @@
 //	octo token create USER [--admin] [--name TEXT] [--config PATH]
 //	octo token list [--config PATH]
 //	octo token revoke ID [--config PATH]
-//	octo check-config [--config PATH]
+//	octo check-config [PATH | --config PATH]
+//	octo doctor [--config PATH] [--user NAME]...
 //	octo reload PID
 //	octo version
 package main
@@ -25,6 +26,7 @@ import (
 	"syscall"
 
 	"octo/internal/config"
+	"octo/internal/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -37,7 +39,8 @@ const usage = `usage:
   octo token create USER [--admin] [--name TEXT]
   octo token list
   octo token revoke ID
-  octo check-config [--config PATH]
+  octo check-config [PATH | --config PATH]
+  octo doctor [--user NAME]...        check the installation, say what to fix
   octo reload PID                     make octo serve (PID) read its TLS certificate again
   octo version
 The config is --config, else $OCTO_CONFIG, else /etc/octo/config.toml.
@@ -47,7 +50,7 @@ The config is --config, else $OCTO_CONFIG, else /etc/octo/config.toml.
 var errUsage = errors.New("usage")
 
 func main() {
-	log := newLogger()
+	log := logging.New()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], log)
 	stop()
@@ -80,6 +83,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return checkConfigCmd(rest)
 	case "reload":
 		return reloadCmd(rest)
+	case "doctor":
+		return doctorCmd(ctx, rest)
 	case "version", "--version":
 		fmt.Println("octo", version)
 		return nil
@@ -101,18 +106,6 @@ func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-}
-
-// newLogger logs text to stderr without timestamps: journald adds them.
-func newLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
 }
 
 // configPath picks --config, else $OCTO_CONFIG, else the default.
@@ -150,10 +143,14 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 func checkConfigCmd(args []string) error {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	path := fs.String("config", "", "config file")
-	if pos, err := parseArgs(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	switch {
+	case err != nil:
 		return err
-	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: check-config takes no arguments", errUsage)
+	case len(pos) > 1 || len(pos) == 1 && *path != "":
+		return fmt.Errorf("%w: check-config takes one config file, as --config PATH or PATH", errUsage)
+	case len(pos) == 1:
+		*path = pos[0]
 	}
 	p := configPath(*path)
 	cfg, err := config.Load(p)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"octo/internal/config"
 )
 
 // TestMain doubles as the octo binary: with OCTO_TEST_MAIN=1 it runs the
@@ -112,11 +115,53 @@ func TestCheckConfig(t *testing.T) {
 	if _, err := capture(t, "check-config", "--config", bad); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "server.lisen") {
 		t.Errorf("check-config bad: %v, want an error naming the file and the key", err)
 	}
-	missing := filepath.Join(t.TempDir(), "none.toml")
-	if out, err := capture(t, "check-config", "--config", missing); err != nil || !strings.Contains(out, "defaults") {
-		t.Errorf("check-config missing: %q %v", out, err)
+	// The file may be named without --config, as the README's example does.
+	if out, err := capture(t, "check-config", good); err != nil || !strings.Contains(out, good+": OK") {
+		t.Errorf("check-config FILE: %q %v, want FILE: OK", out, err)
+	}
+	if _, err := capture(t, "check-config", good, bad); err == nil || !strings.Contains(err.Error(), "one config file") {
+		t.Errorf("check-config with two files: %v, want a usage error", err)
+	}
+	if _, err := capture(t, "check-config", "../testdata/config.example.toml"); err != nil {
+		t.Errorf("check-config testdata/config.example.toml: %v", err)
 	}
 	if out, err := capture(t, "version"); err != nil || !bytes.HasPrefix([]byte(out), []byte("octo ")) {
 		t.Errorf("version: %q %v", out, err)
+	}
+}
+
+// A config file someone named that does not exist is an error for every
+// command that reads one, never the defaults (which listen on 0.0.0.0:3000).
+func TestNamedMissingConfigIsAnError(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nosuch.toml")
+	for _, args := range [][]string{
+		{"check-config", missing},
+		{"check-config", "--config", missing},
+		{"serve", "--config", missing},
+		{"token", "list", "--config", missing},
+	} {
+		if _, err := capture(t, args...); !errors.Is(err, config.ErrNoConfig) || !strings.Contains(err.Error(), missing) {
+			t.Errorf("octo %v: error %v, want one saying %s does not exist", args, err, missing)
+		}
+	}
+	t.Setenv("OCTO_CONFIG", missing)
+	if _, err := capture(t, "serve"); !errors.Is(err, config.ErrNoConfig) {
+		t.Errorf("octo serve with $OCTO_CONFIG=%s: %v, want ErrNoConfig", missing, err)
+	}
+}
+
+// Listing tokens is a read: it creates no state dir.
+func TestTokenListCreatesNothing(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	cfg := writeConfig(t, "[server]\nstate_dir = \""+state+"\"\n")
+	for _, args := range [][]string{{"token", "list", "--config", cfg}, {"token", "revoke", "abc", "--config", cfg}} {
+		capture(t, args...)
+		if _, err := os.Lstat(state); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("octo %v created %s (%v)", args, state, err)
+		}
+	}
+	out, err := capture(t, "token", "list", "--config", cfg)
+	if err != nil || !strings.HasPrefix(out, "ID") {
+		t.Errorf("token list without a state dir = %q, %v; want the empty table", out, err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"octo/internal/backend"
 	"octo/internal/config"
 	"octo/internal/container"
+	"octo/internal/metrics"
 	"octo/internal/tokens"
 )
 
@@ -49,12 +50,15 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	pool := backend.NewPool(router, cfg.Local.ConnectTimeout.Duration, log)
 	defer pool.Close()
-	srv := api.New(api.Config{
-		Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log, Version: version,
-		MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), AgentTimeout: cfg.Server.AgentTimeout.Duration,
-		MaxStreamsPerUser: cfg.Server.MaxStreamsPerUser, MaxRequestsPerUser: cfg.Server.MaxRequestsPerUser,
-		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration,
-	})
+	m := metrics.New(version)
+	srv := api.New(apiConfig(cfg, pool, store, m, log))
+	if addr := cfg.Server.MetricsListen; addr != "" {
+		stop, err := serveMetricsListener(addr, m, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	tlsCerts, err := loadCerts(cfg.Server)
 	if err != nil {
 		return err
@@ -67,6 +71,19 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	defer reloadOnHUP(ctx, tlsCerts, log)()
 	log.Info("octo serving", "version", version, "mode", cfg.Backend.Mode, "config", configPath(*path))
 	return serveHTTP(ctx, srv, lns, cfg.Server, log)
+}
+
+// apiConfig is the API's configuration from octo's (serve and dev); it
+// also has the pool count its agent connections in m.
+func apiConfig(cfg config.Config, pool *backend.Pool, store *tokens.Store, m *metrics.Metrics, log *slog.Logger) api.Config {
+	pool.Connected = func(_ backend.User, ep backend.Endpoint) { m.AgentConnect(string(ep.Placement)) }
+	return api.Config{
+		Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log, Version: version,
+		MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), AgentTimeout: cfg.Server.AgentTimeout.Duration,
+		MaxStreamsPerUser: cfg.Server.MaxStreamsPerUser, MaxRequestsPerUser: cfg.Server.MaxRequestsPerUser,
+		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration,
+		Metrics: m, QuietReads: !cfg.Server.AccessLogReads,
+	}
 }
 
 func newRouter(cfg config.Config, log *slog.Logger) (*backend.Router, error) {

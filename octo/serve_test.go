@@ -114,7 +114,7 @@ func TestServe(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("octo serve exited with %v on SIGTERM, want 0\n%s", err, logs)
 	}
-	if !strings.Contains(logs.String(), "method=POST path=/api/v1/sessions status=201") { // Wait has copied all output
+	if !strings.Contains(logs.String(), `route="POST /api/v1/sessions" path=/api/v1/sessions status=201`) { // Wait has copied all output
 		t.Errorf("no request log line for the POST:\n%s", logs)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/user"
 	"text/tabwriter"
@@ -30,35 +31,54 @@ func tokenCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	store, err := tokens.Open(cfg.Server.StateDir)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
 	switch args[0] {
 	case "create":
 		if len(pos) != 1 {
 			return fmt.Errorf("%w: token create takes one USER", errUsage)
 		}
-		return tokenCreate(store, cfg.Users, pos[0], *name, *admin)
+		return withStore(cfg.Server.StateDir, true, func(s *tokens.Store) error {
+			return tokenCreate(s, cfg.Users, pos[0], *name, *admin)
+		})
 	case "list":
 		if len(pos) != 0 {
 			return fmt.Errorf("%w: token list takes no arguments", errUsage)
 		}
-		return tokenList(store)
+		return withStore(cfg.Server.StateDir, false, tokenList)
 	case "revoke":
 		if len(pos) != 1 {
 			return fmt.Errorf("%w: token revoke takes one ID (see octo token list)", errUsage)
 		}
-		t, err := store.Revoke(pos[0])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "revoked token %s of %s\n", t.ID, t.User)
-		return nil
+		return withStore(cfg.Server.StateDir, false, func(s *tokens.Store) error {
+			if s == nil {
+				return fmt.Errorf("%w: %q (no tokens in %s yet)", tokens.ErrNotFound, pos[0], cfg.Server.StateDir)
+			}
+			t, err := s.Revoke(pos[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "revoked token %s of %s\n", t.ID, t.User)
+			return nil
+		})
 	default:
 		return fmt.Errorf("%w: unknown token command %q", errUsage, args[0])
 	}
+}
+
+// withStore runs fn with the token store in dir. Only a command that
+// writes (create) may create the state dir; for the others a missing dir is
+// a store without tokens (fn gets nil).
+func withStore(dir string, create bool, fn func(*tokens.Store) error) error {
+	if !create {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			return fn(nil)
+		}
+	}
+	store, err := tokens.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	return fn(store)
 }
 
 // tokenCreate refuses tokens that could never be used: for users that do
@@ -86,9 +106,12 @@ func tokenCreate(store *tokens.Store, policy config.Users, name, note string, ad
 }
 
 func tokenList(store *tokens.Store) error {
-	list, err := store.List()
-	if err != nil {
-		return err
+	var list []tokens.Token
+	if store != nil {
+		var err error
+		if list, err = store.List(); err != nil {
+			return err
+		}
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tUSER\tADMIN\tCREATED\tLAST USED\tNAME")

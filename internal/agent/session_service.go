@@ -76,7 +76,7 @@ func (ss *SessionService) Stop(req *agentrpc.StopRequest, reply *agentrpc.Sessio
 		// An ended session may have left children in its process group
 		// (e.g. "cmd &"): Stop ends them too.
 		if ses.groupAlive() {
-			ss.c.s.log.Info("session stopping", "id", req.ID, "caller_uid", ss.c.cred.UID)
+			ss.c.s.log.Info("session stopping", "session", req.ID, "caller_uid", ss.c.cred.UID)
 			ses.stop(grace)
 		}
 		*reply = ses.snapshot()

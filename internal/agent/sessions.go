@@ -169,7 +169,7 @@ func (ses *session) copyOutput(done chan<- struct{}) {
 			// would block on its output; the bytes are lost.
 			if _, werr := ses.out.Write(buf[:n]); werr != nil && !failing {
 				failing = true
-				ses.m.s.log.Warn("session output not saved", "id", ses.id, "err", werr)
+				ses.m.s.log.Warn("session output not saved", "session", ses.id, "err", werr)
 			}
 			ses.mu.Lock()
 			ses.notify()
@@ -225,7 +225,7 @@ func (ses *session) wait(cmdWait func() error, copied <-chan struct{}) {
 	saved.OutputSize = ses.out.Size()
 	setExit(&saved, err)
 	if err := ses.m.save(saved, false); err != nil {
-		ses.m.s.log.Warn("session record not saved", "id", saved.ID, "err", err)
+		ses.m.s.log.Warn("session record not saved", "session", saved.ID, "err", err)
 	}
 	ses.mu.Lock()
 	ses.rec = saved
@@ -233,7 +233,7 @@ func (ses *session) wait(cmdWait func() error, copied <-chan struct{}) {
 	close(ses.ended)
 	ses.mu.Unlock()
 	ses.m.syncRecord(saved.ID)
-	ses.m.s.log.Info("session exited", "id", saved.ID, "pid", saved.PID, "code", exitText(saved.Session))
+	ses.m.s.log.Info("session exited", "session", saved.ID, "pid", saved.PID, "code", exitText(saved.Session))
 	ses.m.release()
 	ses.m.mu.Lock()
 	ses.m.prune()

@@ -141,14 +141,14 @@ func (m *sessions) start(req *agentrpc.StartRequest, caller peercred.Cred) (agen
 	// Not synced: the record must survive the agent, not the machine (a
 	// power loss ends the session too). The end record is synced.
 	if err := m.save(ses.rec, false); err != nil {
-		m.s.log.Warn("session record not saved", "id", id, "err", err)
+		m.s.log.Warn("session record not saved", "session", id, "err", err)
 	}
 	m.add(ses)
 	copied := make(chan struct{})
 	m.wg.Add(1)
 	go ses.copyOutput(copied)
 	go ses.wait(cmd.Wait, copied)
-	m.s.log.Info("session started", "id", id, "pid", cmd.Process.Pid, "argv0", req.Argv[0], "tty", req.TTY, "caller_uid", caller.UID, "caller_pid", caller.PID)
+	m.s.log.Info("session started", "session", id, "pid", cmd.Process.Pid, "argv0", req.Argv[0], "tty", req.TTY, "caller_uid", caller.UID, "caller_pid", caller.PID)
 	return ses.snapshot(), nil
 }
 
@@ -160,11 +160,11 @@ func (m *sessions) failed(ses *session, err error) agentrpc.Session {
 	ses.rec.EndTime = time.Now()
 	close(ses.ended)
 	if err := m.save(ses.rec, true); err != nil {
-		m.s.log.Warn("session record not saved", "id", ses.rec.ID, "err", err)
+		m.s.log.Warn("session record not saved", "session", ses.rec.ID, "err", err)
 	}
 	m.add(ses)
 	m.release()
-	m.s.log.Info("session failed to start", "id", ses.rec.ID, "err", err)
+	m.s.log.Info("session failed to start", "session", ses.rec.ID, "err", err)
 	return ses.snapshot()
 }
 

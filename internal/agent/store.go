@@ -123,7 +123,7 @@ func (m *sessions) loadRecords() ([]*session, error) {
 			err = json.Unmarshal(b, &rec)
 		}
 		if err != nil || rec.ID != id || rec.OutputCap <= 0 {
-			m.s.log.Warn("dropping unreadable session record", "id", id, "err", err)
+			m.s.log.Warn("dropping unreadable session record", "session", id, "err", err)
 			m.remove(id)
 			continue
 		}
@@ -161,9 +161,9 @@ func (m *sessions) markLost(ses *session) {
 		rec.EndTime = st.ModTime() // last output: the best guess of when it ended
 	}
 	if err := m.save(*rec, true); err != nil {
-		m.s.log.Warn("session record not saved", "id", rec.ID, "err", err)
+		m.s.log.Warn("session record not saved", "session", rec.ID, "err", err)
 	}
-	m.s.log.Info("session lost", "id", rec.ID, "pid", rec.PID)
+	m.s.log.Info("session lost", "session", rec.ID, "pid", rec.PID)
 }
 
 // prune removes the oldest finished sessions beyond Config.KeepSessions,

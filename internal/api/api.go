@@ -13,6 +13,7 @@ import (
 
 	"octo/internal/agentrpc"
 	"octo/internal/backend"
+	"octo/internal/metrics"
 	"octo/internal/tokens"
 )
 
@@ -37,6 +38,10 @@ type Config struct {
 	MaxStreamsPerUser int
 	// MaxRequestsPerUser bounds one caller's requests in flight (429 beyond).
 	MaxRequestsPerUser int
+	// Metrics counts every request (nil: none); admins read them at /metrics.
+	Metrics *metrics.Metrics
+	// QuietReads leaves GET and HEAD requests out of the access log.
+	QuietReads bool
 }
 
 // Server serves the API.
@@ -104,6 +109,7 @@ func (s *Server) routes() *http.ServeMux {
 	} {
 		m.HandleFunc(pattern, s.forUser(h))
 	}
+	m.HandleFunc("GET /metrics", s.serveMetrics)
 	m.HandleFunc("/", notFound)
 	return m
 }
@@ -176,16 +182,18 @@ func cleanPath(p string) string {
 }
 
 // Handler returns the API's handler: /healthz without authentication,
-// everything else behind it.
+// everything else behind it; every request observed (observe.go).
 func (s *Server) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.Write([]byte("ok\n"))
-			return
-		}
-		s.authenticated(w, r)
-	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.observe(w, r, s.serve) })
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+		return
+	}
+	s.authenticated(w, r)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request, t target) {
@@ -197,6 +205,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, t target) {
 	if !ok {
 		return
 	}
+	s.cfg.Metrics.AgentSeen(t.User.Name, info.PID)
 	writeJSON(w, http.StatusOK, statusJSON{
 		Version:   s.cfg.Version,
 		Mode:      s.cfg.Pool.Router().Mode(),

@@ -25,11 +25,16 @@ type Identity struct {
 type requestInfo struct {
 	caller Identity
 	user   string
+	route  string // the pattern serving it (observe.go)
 }
 
 type requestInfoKey struct{}
 
 func withIdentity(ctx context.Context, id Identity) context.Context {
+	if info := infoFrom(ctx); info != nil && info.caller.Name == "" {
+		info.caller = id // the one observe made for this request
+		return ctx
+	}
 	return context.WithValue(ctx, requestInfoKey{}, &requestInfo{caller: id})
 }
 
@@ -55,29 +60,17 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, socketPeerKey{}, socketPeer{cred, err})
 }
 
-// authenticated identifies the caller, runs the API and logs mutating requests.
+// authenticated identifies the caller and runs the API. (observe logs
+// the request.)
 func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) {
-	mutating := r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions
-	rec := w
-	var sr *statusRecorder
-	if mutating {
-		sr = &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		rec = sr
+	id, ok := s.identify(w, r)
+	if !ok {
+		return
 	}
-	id, ok := s.identify(rec, r)
-	var info *requestInfo
-	if ok {
-		ctx := withIdentity(r.Context(), id)
-		info = infoFrom(ctx)
-		s.route(rec, r.WithContext(ctx))
+	if ctx := withIdentity(r.Context(), id); ctx != r.Context() {
+		r = r.WithContext(ctx)
 	}
-	if mutating {
-		as := id.Name
-		if info != nil && info.user != "" {
-			as = info.user
-		}
-		s.log.Info("request", "user", id.Name, "as", as, "method", r.Method, "path", r.URL.Path, "status", sr.status)
-	}
+	s.route(w, r)
 }
 
 func (s *Server) identify(w http.ResponseWriter, r *http.Request) (Identity, bool) {
@@ -115,28 +108,6 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (Identity, boo
 	}
 	return Identity{Name: tok.User, Admin: tok.Admin, Via: "token " + tok.ID}, true
 }
-
-// statusRecorder remembers the status for the request log and passes
-// flushes through for streaming responses.
-type statusRecorder struct {
-	http.ResponseWriter
-	status      int
-	wroteHeader bool
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if !s.wroteHeader {
-		s.status, s.wroteHeader = code, true
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	s.wroteHeader = true
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // queryValue is r.URL.Query().Get(name) without parsing an empty query.
 func queryValue(r *http.Request, name string) string {

@@ -43,6 +43,7 @@ type errorBody struct {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
+	noteErrorCode(w, code)
 	writeJSON(w, status, errorJSON{errorBody{code, msg}})
 }
 

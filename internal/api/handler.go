@@ -43,6 +43,7 @@ func (s *Server) target(w http.ResponseWriter, r *http.Request) (target, bool) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "no caller identity")
 		return target{}, false
 	}
+	info.route = servedRoute(r) // for the agent call counts
 	id := info.caller
 	name := id.Name
 	if q := queryValue(r, "user"); q != "" && q != id.Name {
@@ -79,5 +80,7 @@ func (s *Server) agentCall(w http.ResponseWriter, r *http.Request, u backend.Use
 func (s *Server) call(r *http.Request, u backend.User, safety backend.Safety, extra time.Duration, fn func(ctx context.Context, c *agentrpc.Client) error) (backend.Endpoint, error) {
 	ctx, cancel := agentrpc.WithTimeout(r.Context(), s.cfg.AgentTimeout+extra)
 	defer cancel()
-	return s.cfg.Pool.Do(ctx, u, safety, func(c *agentrpc.Client) error { return fn(ctx, c) })
+	ep, err := s.cfg.Pool.Do(ctx, u, safety, func(c *agentrpc.Client) error { return fn(ctx, c) })
+	s.countAgentCall(r, err)
+	return ep, err
 }

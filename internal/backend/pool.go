@@ -36,6 +36,9 @@ type Pool struct {
 	connectTimeout time.Duration
 	idleClose      time.Duration
 	log            *slog.Logger
+	// Connected, when set before the pool is first used, is called after
+	// each new connection to an agent (for metrics).
+	Connected func(User, Endpoint)
 
 	mu      sync.Mutex
 	conns   map[string]*conn       // by user name
@@ -129,6 +132,9 @@ func (p *Pool) get(ctx context.Context, u User) (*conn, error) {
 	// Debug: connecting is routine (every agent start, after every idle
 	// exit), and each line costs journald; failures are errors of the call.
 	p.log.Debug("agent connected", "user", u.Name, "placement", ep.Placement, "socket", ep.Socket)
+	if p.Connected != nil {
+		p.Connected(u, ep)
+	}
 	return c, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ func Default() Config {
 			WriteStallTimeout:  Duration{30 * time.Second},
 			ShutdownTimeout:    Duration{30 * time.Second},
 			DrainWindow:        Duration{time.Second},
+			AccessLogReads:     true,
 		},
 		Backend: Backend{Mode: ModeLocal},
 		Local: Local{
@@ -64,14 +66,22 @@ func Default() Config {
 	}
 }
 
-// Load reads the configuration at path over the defaults. A missing file
-// gives the defaults; an invalid one gives an error naming the file, the line
-// where the parser knows it, and the key.
+// ErrNoConfig reports an explicitly named config file that does not exist.
+var ErrNoConfig = errors.New("no such config file")
+
+// Load reads the configuration at path over the defaults. Only DefaultPath
+// may be missing, giving the defaults: a file someone named (--config,
+// $OCTO_CONFIG) that is not there is an error wrapping ErrNoConfig, never
+// silently the defaults (which listen on every interface). An invalid file
+// gives an error naming the file, the line and the key.
 func Load(path string) (Config, error) {
 	cfg := Default()
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return cfg, nil
+		if path == DefaultPath {
+			return cfg, nil
+		}
+		return cfg, fmt.Errorf("%s: %w (check --config and $OCTO_CONFIG; only the default %s may be missing)", path, ErrNoConfig, DefaultPath)
 	}
 	if err != nil {
 		return cfg, fmt.Errorf("read config: %w", err)
@@ -83,7 +93,7 @@ func Load(path string) (Config, error) {
 }
 
 // Parse decodes TOML text (named name in errors) over cfg and validates the result.
-// Unknown keys are errors.
+// Unknown keys are errors naming their line and the nearest known key.
 func Parse(name, text string, cfg *Config) error {
 	md, err := toml.Decode(text, cfg)
 	if err != nil {
@@ -102,16 +112,131 @@ func Parse(name, text string, cfg *Config) error {
 		return fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "toml: "))
 	}
 	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return fmt.Errorf("%s: unknown key %s (see testdata/config.example.toml for the keys octo knows)", name, strings.Join(keys, ", "))
+		return unknownKeys(name, text, und)
 	}
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// unknownKeys is the error for keys octo does not know: each with its line
+// and, when one is close, the known key it probably means.
+func unknownKeys(name, text string, und []toml.Key) error {
+	known := KnownKeys()
+	msgs := make([]string, 0, len(und))
+	for _, k := range und {
+		key := strings.Join(k, ".")
+		pos := name
+		if line := keyLine(text, k); line > 0 {
+			pos = fmt.Sprintf("%s:%d", name, line)
+		}
+		msg := fmt.Sprintf("%s: unknown key %s", pos, key)
+		if near := nearest(key, known); near != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", near)
+		} else {
+			msg += " (see testdata/config.example.toml for the keys octo knows)"
+		}
+		msgs = append(msgs, msg)
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// KnownKeys lists every key of the file, "section.key", from Config's toml tags.
+func KnownKeys() []string {
+	var keys []string
+	ct := reflect.TypeOf(Config{})
+	for i := range ct.NumField() {
+		sec := ct.Field(i)
+		st := sec.Type
+		keys = append(keys, sec.Tag.Get("toml"))
+		for j := range st.NumField() {
+			if tag := st.Field(j).Tag.Get("toml"); tag != "" {
+				keys = append(keys, sec.Tag.Get("toml")+"."+tag)
+			}
+		}
+	}
+	return keys
+}
+
+// keyLine finds the line that sets key: a "key =" line under its [table]
+// header, or a dotted key. It returns 0 when it cannot tell (an inline
+// table, say).
+func keyLine(text string, key toml.Key) int {
+	want := strings.Join(key, ".")
+	table := ""
+	for i, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "["):
+			end := strings.LastIndex(line, "]")
+			if end < 0 {
+				continue
+			}
+			table = unquoteKey(strings.Trim(line[:end], "[] \t"))
+			if table == want {
+				return i + 1
+			}
+		case line != "" && line[0] != '#':
+			k, _, ok := strings.Cut(line, "=")
+			if !ok {
+				continue
+			}
+			full := unquoteKey(k)
+			if table != "" {
+				full = table + "." + full
+			}
+			if full == want || strings.HasPrefix(want, full+".") {
+				return i + 1
+			}
+		}
+	}
+	return 0
+}
+
+// unquoteKey turns `a . "b"` into a.b.
+func unquoteKey(k string) string {
+	parts := strings.Split(k, ".")
+	for i, p := range parts {
+		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
+	}
+	return strings.Join(parts, ".")
+}
+
+// nearest returns the known key closest to key in edit distance, if it is
+// close enough to be a typo, else "".
+func nearest(key string, known []string) string {
+	best, bestD := "", len(key)/3+1
+	if bestD > 3 {
+		bestD = 3
+	}
+	for _, k := range known {
+		if d := editDistance(key, k); d <= bestD && (best == "" || d < editDistance(key, best)) {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // keyError is a validation failure of one key.
@@ -124,6 +249,11 @@ func (c *Config) validate() error {
 	if s.Listen != "" {
 		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
 			return keyError("server.listen", "%q is not host:port (e.g. \"0.0.0.0:3000\"; \"\" disables TCP)", s.Listen)
+		}
+	}
+	if s.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {
+			return keyError("server.metrics_listen", "%q is not host:port (e.g. \"127.0.0.1:9100\"; \"\" disables it)", s.MetricsListen)
 		}
 	}
 	if s.APISocket != "" && !filepath.IsAbs(s.APISocket) {

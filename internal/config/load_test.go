@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -50,13 +51,47 @@ func tomlKeys(t reflect.Type, prefix string) []string {
 	return keys
 }
 
-func TestMissingFileGivesDefaults(t *testing.T) {
-	got, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+// A file someone named that is not there is an error, never the defaults
+// (which listen on 0.0.0.0:3000); the default path alone may be missing.
+func TestMissingNamedFileIsAnError(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.toml")
+	_, err := Load(missing)
+	if !errors.Is(err, ErrNoConfig) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Load(%s) error = %v, want ErrNoConfig naming the file", missing, err)
+	}
+}
+
+func TestMissingDefaultGivesDefaults(t *testing.T) {
+	if _, err := os.Stat(DefaultPath); err == nil {
+		t.Skipf("%s exists on this machine", DefaultPath)
+	}
+	got, err := Load(DefaultPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := Default(); !reflect.DeepEqual(got, want) {
-		t.Errorf("Load(missing) = %+v, want defaults", got)
+		t.Errorf("Load(missing default) = %+v, want defaults", got)
+	}
+}
+
+// An unknown key's error names its line and the key it probably means.
+func TestUnknownKeyNamesLineAndNearestKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, want string
+	}{
+		{"typo", "# c\n[server]\nlisten = \"127.0.0.1:1\"\n\nlisen = \"x\"\n", "bad.toml:5: unknown key server.lisen (did you mean server.listen?)"},
+		{"dotted", "server.state_dri = \"/x\"\n", "bad.toml:1: unknown key server.state_dri (did you mean server.state_dir?)"},
+		{"section", "[users]\nmin_uid = 5\n[sever]\nlisten = \"x\"\n", "bad.toml:3: unknown key sever (did you mean server?)"},
+		{"far off", "[local]\n\"weird key\" = 1\n", "bad.toml:2: unknown key local.weird key (see testdata/config.example.toml"},
+		{"no section", "[backend]\nmode = \"local\"\nflavour = 1\n", "bad.toml:3: unknown key backend.flavour (see"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Default()
+			err := Parse("bad.toml", tc.text, &cfg)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("error = %v\nwant it to start %q", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -44,6 +44,11 @@ type Server struct {
 	// DrainWindow is how long a stopping server keeps idle keep-alive
 	// connections open for one more request, and when it ends streams.
 	DrainWindow Duration `toml:"drain_window"`
+	// AccessLogReads logs GET and HEAD requests too (one line each).
+	AccessLogReads bool `toml:"access_log_reads"`
+	// MetricsListen serves /metrics without authentication on this TCP
+	// address, for a local scraper ("" = only /metrics on the API, for admins).
+	MetricsListen string `toml:"metrics_listen"`
 }
 
 // Backend chooses where users' agents run.

@@ -1,0 +1,170 @@
+package logging
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/coreos/go-systemd/v22/journal"
+)
+
+// SendFunc sends one journal entry; journal.Send is the real one.
+type SendFunc func(message string, priority journal.Priority, fields map[string]string) error
+
+// JournalHandler writes records to the journal natively: MESSAGE is the
+// message followed by the attributes as key=value (as journalctl shows it),
+// PRIORITY follows the level, and every attribute is also a field of its
+// own, OCTO_ and its key in upper case ("user" is OCTO_USER, "err" OCTO_ERR,
+// "group.key" OCTO_GROUP_KEY). An entry the journal refuses goes to the
+// fallback handler.
+type JournalHandler struct {
+	send     SendFunc
+	ident    string
+	fallback slog.Handler
+	prefix   string      // open groups, "g1.g2."
+	attrs    []slog.Attr // from WithAttrs, keys already prefixed
+}
+
+// NewJournalHandler returns a handler sending with send under the syslog
+// identifier ident, falling back to fallback when sending fails.
+func NewJournalHandler(send SendFunc, ident string, fallback slog.Handler) *JournalHandler {
+	return &JournalHandler{send: send, ident: ident, fallback: fallback}
+}
+
+// Enabled logs Info and above.
+func (h *JournalHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h *JournalHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	h2 := *h
+	h2.attrs = append(h2.attrs[:len(h2.attrs):len(h2.attrs)], prefixed(h.prefix, as)...)
+	h2.fallback = h.fallback.WithAttrs(as)
+	return &h2
+}
+
+func (h *JournalHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	h2 := *h
+	h2.prefix += name + "."
+	h2.fallback = h.fallback.WithGroup(name)
+	return &h2
+}
+
+func prefixed(prefix string, as []slog.Attr) []slog.Attr {
+	if prefix == "" {
+		return as
+	}
+	out := make([]slog.Attr, len(as))
+	for i, a := range as {
+		out[i] = slog.Attr{Key: prefix + a.Key, Value: a.Value}
+	}
+	return out
+}
+
+func (h *JournalHandler) Handle(ctx context.Context, r slog.Record) error {
+	var msg strings.Builder
+	msg.WriteString(r.Message)
+	fields := make(map[string]string, len(h.attrs)+r.NumAttrs()+1)
+	if h.ident != "" {
+		fields["SYSLOG_IDENTIFIER"] = h.ident
+	}
+	add := func(key string, v slog.Value) {
+		s := v.String()
+		msg.WriteByte(' ')
+		msg.WriteString(key)
+		msg.WriteByte('=')
+		msg.WriteString(quote(s))
+		fields[FieldName(key)] = s
+	}
+	for _, a := range h.attrs {
+		flatten("", a, add)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		flatten(h.prefix, a, add)
+		return true
+	})
+	if err := h.send(msg.String(), priority(r.Level), fields); err != nil {
+		return h.fallback.Handle(ctx, r)
+	}
+	return nil
+}
+
+// flatten calls add for each leaf of a, groups joined with dots.
+func flatten(prefix string, a slog.Attr, add func(string, slog.Value)) {
+	v := a.Value.Resolve()
+	if v.Kind() == slog.KindGroup {
+		p := prefix
+		if a.Key != "" {
+			p += a.Key + "."
+		}
+		for _, g := range v.Group() {
+			flatten(p, g, add)
+		}
+		return
+	}
+	if a.Key == "" {
+		return
+	}
+	add(prefix+a.Key, v)
+}
+
+// FieldName is the journal field of an attribute key: OCTO_ and the key in
+// upper case, every character but letters and digits made '_'.
+func FieldName(key string) string {
+	if f, ok := knownFields[key]; ok {
+		return f
+	}
+	var b strings.Builder
+	b.Grow(5 + len(key))
+	b.WriteString("OCTO_")
+	for i := 0; i < len(key); i++ {
+		switch c := key[i]; {
+		case 'a' <= c && c <= 'z':
+			b.WriteByte(c - 'a' + 'A')
+		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// knownFields are the field names of the keys every request line has,
+// made once.
+var knownFields = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{KeyUser, KeyRoute, KeyStatus, KeyBytes, KeyDuration, KeySession, "path", "caller", "code", "received", "err"} {
+		m[k] = "OCTO_" + strings.ToUpper(k)
+	}
+	return m
+}()
+
+func priority(l slog.Level) journal.Priority {
+	switch {
+	case l >= slog.LevelError:
+		return journal.PriErr
+	case l >= slog.LevelWarn:
+		return journal.PriWarning
+	case l >= slog.LevelInfo:
+		return journal.PriInfo
+	}
+	return journal.PriDebug
+}
+
+// quote quotes s as the text handler would: when it is empty or holds
+// spaces, quotes, '=' or anything unprintable.
+func quote(s string) string {
+	if s == "" || !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	for _, c := range s {
+		if c <= ' ' || c == '"' || c == '=' || c == 0x7f || !strconv.IsPrint(c) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
