@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -201,5 +202,31 @@ func TestCLIErrors(t *testing.T) {
 		if st != tc.status || !strings.Contains(errOut, tc.wantStderr) {
 			t.Errorf("octo %v: exit %d, stderr %q; want exit %d and %q", tc.args, st, errOut, tc.status, tc.wantStderr)
 		}
+	}
+}
+
+// octo dev prints the export line that points the client commands at it.
+func TestCLIWithDev(t *testing.T) {
+	ws := t.TempDir()
+	out := &lockedBuf{}
+	dev := exec.Command(os.Args[0], "--", "dev", "--listen", "127.0.0.1:0", "--workspace", ws)
+	dev.Env = append(os.Environ(), "OCTO_TEST_MAIN=1")
+	dev.Stdout, dev.Stderr = out, out
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { dev.Process.Kill(); dev.Wait() }()
+	var m []string
+	for i := 0; i < 500 && m == nil; i++ {
+		m = regexp.MustCompile(`export OCTO_SOCKET=(\S+)`).FindStringSubmatch(out.String())
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m == nil {
+		t.Fatalf("octo dev printed no export OCTO_SOCKET line:\n%s", out)
+	}
+	cmd := exec.Command(os.Args[0], "--", "run", "--", "sh", "-c", "pwd; exit 3")
+	cmd.Env = append(os.Environ(), "OCTO_TEST_MAIN=1", "OCTO_SOCKET="+m[1], "OCTO_URL=")
+	if got, errOut, st := result(t, cmd); strings.TrimSpace(got) != ws || st != 3 {
+		t.Errorf("octo run against octo dev: %q (stderr %q), exit %d; want the workspace %s and 3", got, errOut, st, ws)
 	}
 }
