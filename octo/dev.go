@@ -188,6 +188,9 @@ func printDevBanner(lns []namedListener, name, ws, secret, tokenFile string) {
 		fmt.Printf("token written to %s\n", tokenFile)
 	}
 	fmt.Printf("\n  export OCTO_TOKEN=%s\n", secret)
+	if sock != "" {
+		fmt.Printf("  export OCTO_SOCKET=%s   # for octo run, ps, logs, cp, ls\n", sock)
+	}
 	if addr != "" {
 		fmt.Printf("  curl -H \"Authorization: Bearer $OCTO_TOKEN\" http://%s/api/v1/status\n", addr)
 	}

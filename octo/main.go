@@ -54,11 +54,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], log)
 	stop()
+	st, passOn := exitStatus(err)
 	switch {
+	case passOn: // a session's exit status
+		os.Exit(st)
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(0)
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(os.Stderr, "octo: %v\n%s", err, usage)
+		fmt.Fprintf(os.Stderr, "octo: %v\n%s%s", err, usage, clientUsage)
 		os.Exit(2)
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "octo: %v\n", err)
@@ -89,9 +92,12 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		fmt.Println("octo", version)
 		return nil
 	case "help", "-h", "--help":
-		fmt.Print(usage)
+		fmt.Print(usage + clientUsage)
 		return nil
 	default:
+		if c, ok := clientCommands[cmd]; ok {
+			return c(ctx, rest)
+		}
 		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 	}
 }

@@ -106,6 +106,7 @@ func (s *Server) routes() *http.ServeMux {
 		"POST /api/v1/sessions/{id}/input":  s.inputSession,
 		"POST /api/v1/sessions/{id}/resize": s.resizeSession,
 		"GET /api/v1/sessions/{id}/output":  s.output,
+		"POST /api/v1/sessions/{id}/attach": s.attach,
 	} {
 		m.HandleFunc(pattern, s.forUser(h))
 	}

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -18,10 +17,13 @@ const followWait = 25 * time.Second
 
 // Output headers: where the returned bytes start, where to read next, and
 // whether the session has ended with nothing more to come.
+// A follow stream that fell behind what the agent keeps ends at the gap
+// with hdrResume, where kept output resumes.
 const (
 	hdrOffset = "Octo-Output-Offset"
 	hdrNext   = "Octo-Next-Offset"
 	hdrDone   = "Octo-Output-Done"
+	hdrResume = "Octo-Output-Resume"
 )
 
 func (s *Server) output(w http.ResponseWriter, r *http.Request, t target) {
@@ -48,6 +50,11 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request, t target) {
 	out, err := s.readOutput(r, u, offset, 0)
 	if err != nil {
 		s.agentError(w, r, err)
+		return
+	}
+	if sse && out.Done && len(out.Data) == 0 && r.Header.Get("Last-Event-ID") != "" {
+		// An EventSource reconnecting after the end: 204 stops its retries.
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	if sse {
@@ -121,69 +128,55 @@ func (s *Server) outputOnce(w http.ResponseWriter, r *http.Request, u backend.Us
 }
 
 // streamRaw sends output bytes as they arrive (chunked) until the session
-// ends or the client goes away; the next offset follows in a trailer.
+// ends, the client goes away, or the output the stream needs next was
+// dropped (the reader fell behind what the agent keeps): the body is
+// always exactly the output from Octo-Output-Offset to the Octo-Next-Offset
+// trailer, and Octo-Output-Resume says where kept output resumes after a gap.
 func (s *Server) streamRaw(w http.ResponseWriter, r *http.Request, u backend.User, out agentrpc.Output) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set(hdrOffset, strconv.FormatInt(out.Offset, 10))
-	h.Set("Trailer", hdrNext+", "+hdrDone)
+	h.Set("Trailer", hdrNext+", "+hdrDone+", "+hdrResume)
 	w.WriteHeader(http.StatusOK)
 	rc.Flush()
-	next, done := s.follow(r, u, out, func(o agentrpc.Output) error {
-		if _, err := w.Write(o.Data); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}, func() error { return rc.Flush() })
-	h.Set(hdrNext, strconv.FormatInt(next, 10))
-	h.Set(hdrDone, strconv.FormatBool(done))
+	end := s.follow(r, u, out, followFuncs{
+		send: func(o agentrpc.Output) error {
+			if _, err := w.Write(o.Data); err != nil {
+				return err
+			}
+			return rc.Flush()
+		},
+		idle: rc.Flush,
+	})
+	h.Set(hdrNext, strconv.FormatInt(end.next, 10))
+	h.Set(hdrDone, strconv.FormatBool(end.done))
+	if end.resume > 0 {
+		h.Set(hdrResume, strconv.FormatInt(end.resume, 10))
+	}
 }
 
-// streamSSE sends output as Server-Sent Events whose ids are offsets, so a
-// client reconnecting with Last-Event-ID resumes where it stopped. The
-// final "end" event carries the session's record.
-func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, u backend.User, out agentrpc.Output) {
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, ": %s output from offset %d\n\n", r.PathValue("id"), out.Offset)
-	rc.Flush()
-	_, done := s.follow(r, u, out, func(o agentrpc.Output) error {
-		ev, _ := json.Marshal(outputEventJSON{Offset: o.Offset, Next: o.Next, Data: string(o.Data)})
-		if _, err := fmt.Fprintf(w, "id: %d\nevent: output\ndata: %s\n\n", o.Next, ev); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}, func() error {
-		if _, err := w.Write([]byte(": keepalive\n\n")); err != nil {
-			return err
-		}
-		return rc.Flush()
-	})
-	if !done {
-		return
-	}
-	var sess agentrpc.Session
-	_, err := s.call(r, u, backend.Repeatable, 0, func(ctx context.Context, c *agentrpc.Client) (err error) {
-		sess, err = c.Session(ctx, r.PathValue("id"))
-		return err
-	})
-	if err == nil {
-		ev, _ := json.Marshal(sessionOf(sess))
-		fmt.Fprintf(w, "event: end\ndata: %s\n\n", ev)
-		rc.Flush()
-	}
+// followFuncs are what follow does with what it reads.
+type followFuncs struct {
+	send func(agentrpc.Output) error // a chunk with bytes
+	idle func() error                // a long poll ended without any
+	// gap is told that output from..to was dropped before it was read; nil
+	// ends the stream there.
+	gap func(from, to int64) error
+}
+
+// followEnd is where a follow stream stopped.
+type followEnd struct {
+	next   int64 // the offset after the last byte sent
+	done   bool  // the session ended and all its output was sent
+	resume int64 // > 0: the stream stopped at a gap; kept output resumes here
 }
 
 // follow sends chunk after chunk, starting with first, until the session is
-// done (true), the client leaves, a call fails or EndStreams is called
-// (false). It returns the next offset. idle is called when a long poll
-// ended without output.
-func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, send func(agentrpc.Output) error, idle func() error) (int64, bool) {
+// done, the client leaves, a call fails, EndStreams is called or (without
+// f.gap) output was dropped before it was read.
+func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, f followFuncs) followEnd {
 	ctx, cancel := s.streamContext(r)
 	defer cancel()
 	rs := r.WithContext(ctx)
@@ -191,12 +184,12 @@ func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, 
 	var backoff time.Duration
 	for {
 		if len(out.Data) > 0 {
-			if err := send(out); err != nil {
-				return out.Offset, false
+			if err := f.send(out); err != nil {
+				return followEnd{next: out.Offset}
 			}
 		}
 		if out.Done {
-			return out.Next, true
+			return followEnd{next: out.Next, done: true}
 		}
 		next := out.Next
 		var err error
@@ -206,14 +199,22 @@ func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, 
 			if ctx.Err() == nil {
 				s.log.Warn("output stream ended", "user", u.Name, "session", r.PathValue("id"), "err", err)
 			}
-			return next, false
+			return followEnd{next: next}
+		}
+		if out.Offset > next {
+			if f.gap == nil {
+				return followEnd{next: next, resume: out.Offset}
+			}
+			if err := f.gap(next, out.Offset); err != nil {
+				return followEnd{next: next}
+			}
 		}
 		if len(out.Data) > 0 || out.Done {
 			backoff = 0
 			continue
 		}
-		if err := idle(); err != nil {
-			return next, false
+		if err := f.idle(); err != nil {
+			return followEnd{next: next}
 		}
 		if time.Since(start) < followWait/2 { // nothing, and no waiting for it
 			backoff = min(max(2*backoff, minIdleBackoff), maxIdleBackoff)
@@ -221,7 +222,7 @@ func (s *Server) follow(r *http.Request, u backend.User, first agentrpc.Output, 
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return next, false
+				return followEnd{next: next}
 			case <-t.C:
 			}
 		}

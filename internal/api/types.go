@@ -106,9 +106,3 @@ type dirJSON struct {
 	Type    string     `json:"type"` // "dir"
 	Entries []fileJSON `json:"entries"`
 }
-
-type outputEventJSON struct {
-	Offset int64  `json:"offset"`
-	Next   int64  `json:"next"`
-	Data   string `json:"data"`
-}

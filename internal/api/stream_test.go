@@ -1,0 +1,189 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"octo/internal/client"
+)
+
+// SSE carries output bytes exactly: a character split across chunks is
+// held back until it is whole, invalid UTF-8 comes as data_b64, next -
+// offset is always the bytes carried, and a reconnect after the end gets
+// 204.
+func TestSSEExactBytes(t *testing.T) {
+	h := newHarness(t)
+	s := h.startSession(h.tokMe, `{"command":["sh","-c","printf 'a\\342\\202'; sleep 0.3; printf '\\254b'; sleep 0.3; printf '\\377x\\342'"]}`)
+	want := "a\xe2\x82\xacb\xffx\xe2"
+	events := h.sse(t, s.ID, "")
+	var got []byte
+	var texts []string
+	var end int64
+	for _, e := range events {
+		if e.event != "output" {
+			continue
+		}
+		ev := decode[outputEventJSON](t, []byte(e.data))
+		data := []byte(ev.Data)
+		if ev.DataB64 != "" {
+			b, err := base64.StdEncoding.DecodeString(ev.DataB64)
+			if err != nil || ev.Data != "" {
+				t.Fatalf("event %s: bad data_b64 or both fields", e.data)
+			}
+			data = b
+		} else {
+			texts = append(texts, ev.Data)
+		}
+		if ev.Offset != int64(len(got)) || ev.Next-ev.Offset != int64(len(data)) || e.id != strconv.FormatInt(ev.Next, 10) {
+			t.Errorf("event %s (id %s) carries %d bytes after %d received", e.data, e.id, len(data), len(got))
+		}
+		got = append(got, data...)
+		end = ev.Next
+	}
+	if string(got) != want {
+		t.Errorf("SSE reconstructs %q, want %q", got, want)
+	}
+	if strings.Join(texts, "|") != "a|€b" {
+		t.Errorf("text events %q, want \"a\" and \"€b\" (the split character held back until whole)", texts)
+	}
+	if last := events[len(events)-1]; last.event != "end" || last.id != strconv.FormatInt(end, 10) {
+		t.Errorf("last event %+v, want end with id %d", last, end)
+	}
+	resp, body := h.do("GET", "/api/v1/sessions/"+s.ID+"/output", h.tokMe, nil, "Accept", "text/event-stream", "Last-Event-ID", strconv.FormatInt(end, 10))
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("reconnect after the end: %d %q, want 204", resp.StatusCode, body)
+	}
+}
+
+// A raw follow reader slower than the session's output gets a contiguous
+// prefix: the stream ends at the gap, its bytes are exactly the output
+// from Octo-Output-Offset to the Octo-Next-Offset trailer, and
+// Octo-Output-Resume says where kept output resumes.
+func TestRawFollowSlowReader(t *testing.T) {
+	h := newHarness(t)
+	const lines = 3_000_000 // about 21 MB, well past the agent's 8 MiB window
+	s := h.startSession(h.tokMe, fmt.Sprintf(`{"command":["seq","%d"]}`, lines))
+	req, _ := http.NewRequest("GET", h.url+"/api/v1/sessions/"+s.ID+"/output?follow=1", nil)
+	req.Header.Set("Authorization", "Bearer "+h.tokMe)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		body.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // about 8 MB/s at most: seq is faster
+	}
+	var all bytes.Buffer
+	for i := 1; i <= lines; i++ {
+		all.WriteString(strconv.Itoa(i))
+		all.WriteByte('\n')
+	}
+	start, _ := strconv.ParseInt(resp.Header.Get(hdrOffset), 10, 64)
+	next, err := strconv.ParseInt(resp.Trailer.Get(hdrNext), 10, 64)
+	if err != nil || next != start+int64(body.Len()) {
+		t.Fatalf("stream from %d carried %d bytes, trailer next %q", start, body.Len(), resp.Trailer.Get(hdrNext))
+	}
+	if !bytes.Equal(body.Bytes(), all.Bytes()[start:next]) {
+		t.Errorf("the stream's %d bytes from %d are not the output there: a hole or altered bytes", body.Len(), start)
+	}
+	resume := resp.Trailer.Get(hdrResume)
+	if resp.Trailer.Get(hdrDone) == "true" {
+		t.Skipf("the reader kept up with the session (%d bytes): no gap to test on this machine", body.Len())
+	}
+	if r, err := strconv.ParseInt(resume, 10, 64); err != nil || r <= next {
+		t.Errorf("stream ended at %d, not done, with %s %q; want where kept output resumes, past %d", next, hdrResume, resume, next)
+	}
+}
+
+// Attach over TCP: 101, output from the offset asked for, input reaches
+// the session, several attachments read at once, closing one leaves the
+// session running, and the stream ends when the session does.
+func TestAttach(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	c, err := client.NewURL(h.url, h.tokMe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.startSession(h.tokMe, `{"command":["sh","-c","echo ready; while read l; do echo \"got $l\"; [ \"$l\" = bye ] && exit 3; done"]}`)
+	a1, err := c.Attach(ctx, s.ID, client.AttachOptions{Offset: 0, Stdin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1.SetDeadline(time.Now().Add(20 * time.Second))
+	if a1.Offset != 0 {
+		t.Errorf("attachment from 0 starts at %d", a1.Offset)
+	}
+	readUntil(t, a1, "ready\n")
+	a2, err := c.Attach(ctx, s.ID, client.AttachOptions{Offset: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2.SetDeadline(time.Now().Add(20 * time.Second))
+	if a2.Offset != 6 {
+		t.Errorf("attachment from the current end starts at %d, want 6", a2.Offset)
+	}
+	a1.Write([]byte("one\n"))
+	readUntil(t, a1, "got one\n")
+	readUntil(t, a2, "got one\n")
+	a1.Close() // detach
+	time.Sleep(100 * time.Millisecond)
+	if got := h.waitState(s.ID); got != "running" {
+		t.Fatalf("after a detach the session is %s, want running", got)
+	}
+	h.do("POST", "/api/v1/sessions/"+s.ID+"/input", h.tokMe, strings.NewReader("bye\n"))
+	readUntil(t, a2, "got bye\n")
+	if rest, err := io.ReadAll(a2); err != nil || len(rest) != 0 {
+		t.Errorf("after the session ended the attachment gave %q, %v; want EOF", rest, err)
+	}
+	if a2.Next() != 6+int64(len("got one\ngot bye\n")) {
+		t.Errorf("attachment ended at %d", a2.Next())
+	}
+
+	_, err = c.Attach(ctx, "nosuch", client.AttachOptions{Offset: -1})
+	if client.ErrorCode(err) != "not_found" {
+		t.Errorf("attach to a missing session: %v, want not_found", err)
+	}
+	resp, body := h.do("POST", "/api/v1/sessions/"+s.ID+"/attach", h.tokMe, nil)
+	want(t, "attach without upgrade", resp, body, http.StatusUpgradeRequired, "upgrade_required")
+	_, err = c.As(h.other).Attach(ctx, s.ID, client.AttachOptions{Offset: -1})
+	if client.ErrorCode(err) != "forbidden" {
+		t.Errorf("attach for another user without admin: %v, want forbidden", err)
+	}
+}
+
+func (h *harness) waitState(id string) string {
+	_, b := h.do("GET", "/api/v1/sessions/"+id, h.tokMe, nil)
+	return decode[sessionJSON](h.t, b).State
+}
+
+// readUntil reads from r until what it read ends with want.
+func readUntil(t *testing.T, r io.Reader, want string) {
+	t.Helper()
+	var got []byte
+	b := make([]byte, 1)
+	for !bytes.HasSuffix(got, []byte(want)) {
+		if _, err := r.Read(b); err != nil {
+			t.Fatalf("read %q, then %v; want %q", got, err, want)
+		}
+		got = append(got, b[0])
+	}
+}
