@@ -81,7 +81,7 @@ func apiConfig(cfg config.Config, pool *backend.Pool, store *tokens.Store, m *me
 		Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log, Version: version,
 		MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), AgentTimeout: cfg.Server.AgentTimeout.Duration,
 		MaxStreamsPerUser: cfg.Server.MaxStreamsPerUser, MaxRequestsPerUser: cfg.Server.MaxRequestsPerUser,
-		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration,
+		MaxUploadsPerUser: cfg.Server.MaxUploadsPerUser, BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration,
 		Metrics: m, QuietReads: !cfg.Server.AccessLogReads,
 	}
 }

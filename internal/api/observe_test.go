@@ -107,7 +107,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	h.do("GET", "/api/v1/files/m.txt", h.tokMe, nil)
 	h.do("GET", "/api/v1/files/missing.txt", h.tokMe, nil)
 	h.startSession(h.tokMe, `{"command":["true"]}`)
-	h.srv.uploads = budget{max: 2} // the next upload does not fit
+	h.srv.uploads = newPerUser(0) // the next upload is one too many
 	resp, b := h.do("PUT", "/api/v1/files/big.txt", h.tokMe, strings.NewReader("12345"))
 	want(t, "PUT over the upload budget", resp, b, 429, "limit")
 

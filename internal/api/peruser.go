@@ -36,6 +36,13 @@ func (p *perUser) release(user string) {
 	}
 }
 
+// inUse reports how many user holds.
+func (p *perUser) inUse(user string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n[user]
+}
+
 // admit counts a request in flight for its caller, or refuses it with 429
 // when the caller is at server.max_requests_per_user; the caller, not the
 // user acted for, is who holds the connections. Release it with

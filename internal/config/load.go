@@ -32,8 +32,7 @@ func Default() Config {
 			Listen:             "0.0.0.0:3000",
 			APISocket:          "/run/octo/octo.sock",
 			StateDir:           "/var/lib/octo",
-			MaxBodyBytes:       64 << 20,
-			MaxUploadsInFlight: 256 << 20,
+			MaxUploadsPerUser:  8,
 			BodyReadTimeout:    Duration{2 * time.Minute},
 			MaxHeaderBytes:     64 << 10,
 			ReadHeaderTimeout:  Duration{10 * time.Second},
@@ -275,7 +274,7 @@ func (c *Config) validate() error {
 		v   ByteSize
 		min ByteSize
 	}{
-		{"server.max_body_bytes", s.MaxBodyBytes, 1},
+		{"server.max_body_bytes", s.MaxBodyBytes, 0},
 		{"server.max_header_bytes", s.MaxHeaderBytes, 1 << 10},
 	} {
 		if b.v < b.min {
@@ -300,8 +299,8 @@ func (c *Config) validate() error {
 	if s.DrainWindow.Duration < 0 || s.DrainWindow.Duration > s.ShutdownTimeout.Duration {
 		return keyError("server.drain_window", "%s must be between 0 and server.shutdown_timeout (%s)", s.DrainWindow.Duration, s.ShutdownTimeout.Duration)
 	}
-	if s.MaxUploadsInFlight < s.MaxBodyBytes {
-		return keyError("server.max_upload_bytes_in_flight", "%d is below server.max_body_bytes (%d): an upload at the body limit could never start", s.MaxUploadsInFlight, s.MaxBodyBytes)
+	if s.MaxUploadsPerUser < 1 {
+		return keyError("server.max_uploads_per_user", "%d must be at least 1", s.MaxUploadsPerUser)
 	}
 	if s.MaxStreamsPerUser < 1 {
 		return keyError("server.max_streams_per_user", "%d must be at least 1", s.MaxStreamsPerUser)

@@ -24,17 +24,17 @@ type Server struct {
 	StateDir  string `toml:"state_dir"`  // tokens live here
 	// TLSCert and TLSKey are PEM files (absolute paths, or names of
 	// systemd credentials): with them the TCP listener speaks only TLS.
-	TLSCert      string   `toml:"tls_cert"`
-	TLSKey       string   `toml:"tls_key"`
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// MaxBodyBytes, if not 0, bounds each upload or input body (413 beyond).
 	MaxBodyBytes ByteSize `toml:"max_body_bytes"`
-	// MaxUploadsInFlight bounds the bytes of file uploads all requests
-	// together may hold in memory (429 beyond).
-	MaxUploadsInFlight ByteSize `toml:"max_upload_bytes_in_flight"`
-	BodyReadTimeout    Duration `toml:"body_read_timeout"` // to receive an upload or input body
-	MaxHeaderBytes     ByteSize `toml:"max_header_bytes"`
-	ReadHeaderTimeout  Duration `toml:"read_header_timeout"`
-	AgentTimeout       Duration `toml:"agent_timeout"` // every agent call but output streams
-	MaxStreamsPerUser  int      `toml:"max_streams_per_user"`
+	// MaxUploadsPerUser bounds one user's file uploads in progress (429 beyond).
+	MaxUploadsPerUser int      `toml:"max_uploads_per_user"`
+	BodyReadTimeout   Duration `toml:"body_read_timeout"` // a body may stall this long
+	MaxHeaderBytes    ByteSize `toml:"max_header_bytes"`
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	AgentTimeout      Duration `toml:"agent_timeout"` // every agent call but output streams
+	MaxStreamsPerUser int      `toml:"max_streams_per_user"`
 	// MaxRequestsPerUser bounds one user's requests in flight (429 beyond).
 	MaxRequestsPerUser int `toml:"max_requests_per_user"`
 	// WriteStallTimeout is how long a response may make no progress
