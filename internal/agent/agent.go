@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"octo/internal/agent/session"
 	"octo/internal/agentrpc"
 )
 
@@ -66,7 +67,7 @@ type Server struct {
 	root    *os.Root
 	start   time.Time
 	allowed map[uint32]bool
-	sess    *sessions
+	sess    *session.Manager
 	idle    *idleTracker
 	lock    *os.File // holds the state dir's lock until Run returns
 	// inflight counts RPC calls being served; quit is closed at shutdown
@@ -123,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	s.idle = newIdleTracker(cfg.IdleTimeout)
 	// The files are written with the process's uid (cfg.UID may name
 	// another user when an in-process agent serves a test).
-	if err := makeOwnDir(cfg.StateDir, uint32(os.Geteuid())); err != nil {
+	if err := session.MakeOwnDir(cfg.StateDir, uint32(os.Geteuid())); err != nil {
 		root.Close()
 		return nil, err
 	}
@@ -131,13 +132,31 @@ func New(cfg Config) (*Server, error) {
 		root.Close()
 		return nil, err
 	}
-	s.sess, err = loadSessions(s)
+	s.sess, err = session.New(s.sessionConfig())
 	if err != nil {
 		root.Close()
 		s.lock.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// inputTimeout bounds how long WriteInput waits for a session to take its
+// input. A variable for tests.
+var inputTimeout = 5 * time.Second
+
+// sessionConfig is the session Manager's configuration: the agent's limits,
+// and the idle tracker's hooks (a running session keeps the agent alive).
+func (s *Server) sessionConfig() session.Config {
+	c := s.cfg
+	return session.Config{
+		User: c.User, Home: c.Home, Shell: c.Shell, Workspace: c.Workspace,
+		Dir:         filepath.Join(c.StateDir, "sessions"),
+		MaxSessions: c.MaxSessions, KeepSessions: c.KeepSessions,
+		OutputCap: c.OutputCap, OutputBudget: c.OutputBudget,
+		InputTimeout: inputTimeout,
+		Logger:       s.log, Busy: s.idle.inc, Idle: s.idle.dec, Buffer: getChunk,
+	}
 }
 
 // Run serves ln until ctx is done or the agent has been idle (no open
@@ -161,7 +180,7 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 	s.idle.start()
 	defer s.idle.stop()
 	s.log.Info("agent serving", "user", s.cfg.User, "uid", s.cfg.UID, "workspace", s.cfg.Workspace,
-		"socket", ln.Addr().String(), "sessions", len(s.sess.list()), "version", Version)
+		"socket", ln.Addr().String(), "sessions", len(s.sess.List()), "version", Version)
 
 	var err error
 wait:
@@ -192,8 +211,9 @@ wait:
 	}
 	ln.Close()
 	close(s.quit)
+	s.sess.Interrupt()
 	conns.closeAfter(shutdownGrace, s.inflight.Load)
-	s.sess.shutdown(shutdownGrace)
+	s.sess.Shutdown(shutdownGrace)
 	return err
 }
 
@@ -212,6 +232,10 @@ func (s *Server) Info() agentrpc.Info {
 		Version:         Version,
 		PID:             os.Getpid(),
 		StartTime:       s.start,
-		RunningSessions: s.sess.running(),
+		RunningSessions: s.sess.Running(),
 	}
 }
+
+// ErrStateDirUnsafe is returned by New when the state dir or its sessions
+// dir could be changed by someone else (see session.ErrStateDirUnsafe).
+var ErrStateDirUnsafe = session.ErrStateDirUnsafe
