@@ -58,6 +58,9 @@ type Config struct {
 	// together; the oldest finished sessions are pruned first, running
 	// ones never. 0 = DefaultOutputBudget.
 	OutputBudget int64
+	// Reloader runs the next image on reload (Agent.Reload); nil: the
+	// agent cannot reload.
+	Reloader Reloader
 }
 
 // Server is one user's agent. Create it with New and serve with Run.
@@ -76,11 +79,18 @@ type Server struct {
 	quit     chan struct{}
 	gate     *acceptGate
 
+	reloads *reloads
 	runOnce sync.Once
 }
 
 // New checks cfg, opens the workspace and loads the persisted sessions.
 func New(cfg Config) (*Server, error) {
+	return newServer(cfg, nil, session.New)
+}
+
+// newServer is New with the state dir's lock already held (lock; nil: take
+// it) and the sessions made by sessions.
+func newServer(cfg Config, lock *os.File, sessions func(session.Config) (*session.Manager, error)) (*Server, error) {
 	if cfg.User == "" {
 		return nil, errors.New("agent config: user name is empty")
 	}
@@ -120,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 	for _, u := range cfg.AllowUIDs {
 		allowed[u] = true
 	}
-	s := &Server{cfg: cfg, log: log, root: root, start: time.Now(), allowed: allowed, quit: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, root: root, start: time.Now(), allowed: allowed, quit: make(chan struct{}), reloads: newReloads()}
 	s.idle = newIdleTracker(cfg.IdleTimeout)
 	// The files are written with the process's uid (cfg.UID may name
 	// another user when an in-process agent serves a test).
@@ -128,14 +138,18 @@ func New(cfg Config) (*Server, error) {
 		root.Close()
 		return nil, err
 	}
-	if s.lock, err = lockStateDir(cfg.StateDir); err != nil {
-		root.Close()
-		return nil, err
+	if s.lock = lock; lock == nil {
+		if s.lock, err = lockStateDir(cfg.StateDir); err != nil {
+			root.Close()
+			return nil, err
+		}
 	}
-	s.sess, err = session.New(s.sessionConfig())
+	s.sess, err = sessions(s.sessionConfig())
 	if err != nil {
 		root.Close()
-		s.lock.Close()
+		if lock == nil {
+			s.lock.Close()
+		}
 		return nil, err
 	}
 	return s, nil
@@ -204,6 +218,8 @@ wait:
 			}
 			s.log.Info("agent idle, exiting", "idle_timeout", s.cfg.IdleTimeout.String())
 			break wait
+		case token := <-s.reloads.start:
+			s.reload(ln, conns, token) // returns only if the reload failed
 		case err = <-acceptErr:
 			err = fmt.Errorf("accept: %w", err)
 			break wait

@@ -19,6 +19,7 @@ const (
 	CodeTooLarge         Code = "too_large"
 	CodeLimit            Code = "limit"
 	CodeInternal         Code = "internal"
+	CodeNotRunning       Code = "not_running" // the session has ended
 )
 
 // Sentinel errors, one per code. Errors returned by Client match them with errors.Is.
@@ -31,11 +32,13 @@ var (
 	ErrTooLarge         = &Error{Code: CodeTooLarge, Message: "too large"}
 	ErrLimit            = &Error{Code: CodeLimit, Message: "limit reached"}
 	ErrInternal         = &Error{Code: CodeInternal, Message: "internal error"}
+	ErrNotRunning       = &Error{Code: CodeNotRunning, Message: "session not running"}
 )
 
 var codes = map[Code]bool{
 	CodeNotFound: true, CodeExists: true, CodePermission: true, CodeInvalid: true,
 	CodeOutsideWorkspace: true, CodeTooLarge: true, CodeLimit: true, CodeInternal: true,
+	CodeNotRunning: true,
 }
 
 // Error is a protocol error: a code and a human-readable message.

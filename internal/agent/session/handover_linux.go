@@ -114,10 +114,16 @@ func (ses *Session) pause() {
 	<-ses.copied
 }
 
-// Thaw resumes the sessions after a hand-over that did not happen.
+// Thaw resumes the sessions after a hand-over that did not happen, and
+// undoes Interrupt.
 func (m *Manager) Thaw() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	select {
+	case <-m.quit:
+		m.quit = make(chan struct{}) // Interrupt was for the hand-over
+	default:
+	}
 	if !m.frozen {
 		return
 	}
@@ -131,11 +137,6 @@ func (m *Manager) Thaw() {
 			ses.copied = make(chan struct{})
 			go ses.copyOutput()
 		}
-	}
-	select {
-	case <-m.quit:
-		m.quit = make(chan struct{}) // Interrupt was for the hand-over
-	default:
 	}
 	m.frozen = false
 	close(m.thawed)
