@@ -127,3 +127,10 @@ func (ss *SessionService) ReadOutput(req *agentrpc.OutputRequest, reply *agentrp
 		return nil
 	})
 }
+
+// Remove deletes a finished session's record and output.
+func (ss *SessionService) Remove(req *agentrpc.SessionRef, _ *agentrpc.Empty) error {
+	return ss.c.do(func() error {
+		return ss.c.s.sess.Remove(req.ID)
+	})
+}

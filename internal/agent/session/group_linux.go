@@ -81,7 +81,7 @@ func (ses *Session) recordLeftovers() {
 // reaped, else to its recorded leftovers.
 func (ses *Session) kill(sig syscall.Signal) error {
 	if ses.pgid <= 0 {
-		return errorf(agentrpc.CodeInvalid, "session %s has no process", ses.id)
+		return errorf(agentrpc.CodeNotRunning, "session %s has no process", ses.id)
 	}
 	ses.reapMu.Lock()
 	defer ses.reapMu.Unlock()
@@ -92,7 +92,7 @@ func (ses *Session) kill(sig syscall.Signal) error {
 		err = unix.ESRCH
 	}
 	if err == unix.ESRCH {
-		return errorf(agentrpc.CodeInvalid, "session %s is not running", ses.id)
+		return ses.notRunning()
 	}
 	if err != nil {
 		return errorf(agentrpc.CodeInternal, "signal session %s: %v", ses.id, err)

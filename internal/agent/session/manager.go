@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -218,6 +219,29 @@ func (m *Manager) Stop(id string, grace time.Duration) (agentrpc.Session, error)
 		ses.stop(grace, m.quitCh())
 	}
 	return ses.Snapshot(), nil
+}
+
+// Remove deletes a finished session: its record and its output. A session
+// that runs, or whose group still has processes, is refused: stop it first.
+func (m *Manager) Remove(id string) error {
+	ses, err := m.Get(id)
+	if err != nil {
+		return err
+	}
+	if ses.groupAlive() {
+		return errorf(agentrpc.CodeInvalid, "session %s is running; stop it first", id)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byID[id] != ses {
+		return errorf(agentrpc.CodeNotFound, "session %q not found", id)
+	}
+	delete(m.byID, id)
+	m.order = slices.DeleteFunc(m.order, func(s *Session) bool { return s == ses })
+	ses.out.markRemoved()
+	m.remove(id)
+	m.log.Info("session removed", "id", id)
+	return nil
 }
 
 // Shutdown stops every running session (SIGTERM, SIGKILL after grace) and

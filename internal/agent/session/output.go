@@ -23,10 +23,21 @@ type outputFile struct {
 	path string
 	cap  int64
 
-	mu   sync.Mutex
-	f    *os.File // open while the session writes; nil after close
-	size int64
+	mu      sync.Mutex
+	f       *os.File // open while the session writes; nil after close
+	size    int64
+	removed bool // the session was removed: reads find nothing
 }
+
+// markRemoved makes later reads fail with errRemoved.
+func (o *outputFile) markRemoved() {
+	o.mu.Lock()
+	o.removed = true
+	o.mu.Unlock()
+}
+
+// errRemoved is returned by ReadAt once the session was removed.
+var errRemoved = errors.New("session removed")
 
 // createOutput creates a new, empty output file.
 func createOutput(path string, cap int64) (*outputFile, error) {
@@ -120,6 +131,9 @@ var errOffsetPastEnd = errors.New("offset past the end of output")
 func (o *outputFile) ReadAt(off int64, max int, buffer func(int) []byte) (data []byte, from, start, size int64, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.removed {
+		return nil, off, 0, 0, errRemoved
+	}
 	size = o.size
 	start = size - o.cap
 	if start < 0 {

@@ -82,7 +82,7 @@ func (ses *Session) notifyLocked() {
 }
 
 func (ses *Session) notRunning() error {
-	return errorf(agentrpc.CodeInvalid, "session %s is not running", ses.id)
+	return errorf(agentrpc.CodeNotRunning, "session %s is not running", ses.id)
 }
 
 // Signal sends a signal, by name or number, to the session's process group.
@@ -137,7 +137,7 @@ func (ses *Session) WriteInput(data []byte) error {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return errorf(agentrpc.CodeLimit, "session %s did not read its input within %v; try again later", ses.id, ses.m.cfg.InputTimeout)
 	case errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.EIO), errors.Is(err, os.ErrClosed):
-		return errorf(agentrpc.CodeInvalid, "session %s no longer reads its input", ses.id)
+		return errorf(agentrpc.CodeNotRunning, "session %s no longer reads its input", ses.id)
 	}
 	return errorf(agentrpc.CodeInternal, "write input of session %s: %v", ses.id, bare(err))
 }
@@ -201,6 +201,9 @@ func (ses *Session) Read(req *agentrpc.OutputRequest) (agentrpc.Output, error) {
 	}
 	ended := ses.hasEnded() // before reading: output is complete once ended
 	data, from, start, size, err := ses.out.ReadAt(req.Offset, max, ses.m.cfg.Buffer)
+	if errors.Is(err, errRemoved) {
+		return agentrpc.Output{}, errorf(agentrpc.CodeNotFound, "session %q not found (removed)", ses.id)
+	}
 	if errors.Is(err, errOffsetPastEnd) {
 		return agentrpc.Output{}, errorf(agentrpc.CodeInvalid, "read output: offset %d is past the end of the output (%d bytes)", req.Offset, size)
 	}
