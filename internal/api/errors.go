@@ -24,6 +24,7 @@ var statusOf = map[agentrpc.Code]int{
 	agentrpc.CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	agentrpc.CodeLimit:            http.StatusTooManyRequests,
 	agentrpc.CodeInternal:         http.StatusInternalServerError,
+	agentrpc.CodeNotRunning:       http.StatusConflict,
 }
 
 // backendStatus maps the backend's failures to reach an agent to HTTP statuses.
