@@ -46,6 +46,7 @@ type handoverState struct {
 	Previous  int   // the old binary, to go back to; -1 when going back
 	Close     []int // descriptors to close once serving
 	Failed    string
+	Began     time.Time // when the reload began, for the log
 }
 
 // checkLine is what "octo-agent handover-check" prints: a new binary must
@@ -100,7 +101,7 @@ func (r *reloader) Exec(h *agent.Handover) error {
 		return fmt.Errorf("open the running binary: %w", err)
 	}
 	defer prev.Close()
-	st := handoverState{Format: handoverFormat, Exe: r.exe, Token: h.Token, StartTime: h.StartTime,
+	st := handoverState{Format: handoverFormat, Exe: r.exe, Token: h.Token, StartTime: h.StartTime, Began: r.t0,
 		Sessions: h.Sessions, Listener: fdOf(h.Listener), Lock: fdOf(h.Lock), Previous: fdOf(prev)}
 	pass := []*os.File{h.Listener, h.Lock, prev}
 	for _, f := range h.Sessions.Files {

@@ -176,6 +176,11 @@ func TestReload(t *testing.T) {
 		t.Fatalf("reload = %v, %q; want the new version serving", err, out)
 	}
 	t.Logf("reload took %v; the client loop made %d calls", took, calls.Load())
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(l, "agent reloaded") {
+			t.Log(l)
+		}
+	}
 	if n := failed.Load(); n > 0 {
 		t.Errorf("%d of %d calls failed during the reload: %v", n, calls.Load(), *errs)
 	}

@@ -60,7 +60,8 @@ func start(o *options, cfg agent.Config, log *slog.Logger) (*agent.Server, net.L
 		if st.Failed != "" {
 			log.Error("reload failed; the previous binary serves again", "token", st.Token, "reason", st.Failed)
 		} else {
-			log.Info("agent reloaded", "token", st.Token, "version", agent.Version, "sessions", len(st.Sessions.Sessions))
+			log.Info("agent reloaded", "token", st.Token, "version", agent.Version, "sessions", len(st.Sessions.Sessions),
+				"took", time.Since(st.Began).Round(time.Microsecond).String())
 		}
 		return srv, ln, nil
 	}

@@ -1,0 +1,261 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"octo/e2e/box"
+)
+
+// reloadVersion is the version string of the agent binary the reload
+// test installs.
+const reloadVersion = "e2e-reload"
+
+// buildAgentVersion builds octo-agent with another version string into
+// the share, and returns its path inside the box.
+func buildAgentVersion(t *testing.T, version string) string {
+	t.Helper()
+	name := "octo-agent-" + version
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X octo/internal/agent.Version="+version,
+		"-o", filepath.Join(shareDir, "bin", name), "./octo-agent")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, out)
+	}
+	os.Chmod(filepath.Join(shareDir, "bin", name), 0o755)
+	return "/octo-share/bin/" + name
+}
+
+// agentStatus is what the reload test reads of GET /api/v1/status.
+type agentStatus struct {
+	Agent struct {
+		Version         string `json:"version"`
+		PID             int    `json:"pid"`
+		RunningSessions int    `json:"running_sessions"`
+	} `json:"agent"`
+}
+
+// apiLoop calls the API until stop is closed: the status, a session and its
+// output. It records every call's latency and its failures.
+type apiLoop struct {
+	mu       sync.Mutex
+	lat      []time.Duration
+	at       []time.Time
+	failures []string
+	versions map[string]time.Time // first time each agent version answered
+}
+
+func runAPILoop(c *client, id string, stop <-chan struct{}, wg *sync.WaitGroup) *apiLoop {
+	l := &apiLoop{versions: map[string]time.Time{}}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			path := []string{"/api/v1/status", "/api/v1/sessions/" + id, "/api/v1/sessions/" + id + "/output?offset=0"}[i%3]
+			t0 := time.Now()
+			r, err := c.try("GET", path, nil)
+			d := time.Since(t0)
+			l.mu.Lock()
+			l.lat, l.at = append(l.lat, d), append(l.at, t0)
+			if err != nil || r.Status != http.StatusOK {
+				l.failures = append(l.failures, fmt.Sprintf("GET %s: %v %v", path, r, err))
+			} else if i%3 == 0 {
+				var st agentStatus
+				if json.Unmarshal(r.Body, &st) == nil {
+					if _, ok := l.versions[st.Agent.Version]; !ok {
+						l.versions[st.Agent.Version] = t0.Add(d)
+					}
+				}
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// during returns the latencies of the calls that overlapped [from, to], and
+// the median of the others.
+func (l *apiLoop) during(from, to time.Time) (in []time.Duration, medianOut time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []time.Duration
+	for i, t := range l.at {
+		if t.Before(to) && t.Add(l.lat[i]).After(from) {
+			in = append(in, l.lat[i])
+		} else {
+			out = append(out, l.lat[i])
+		}
+	}
+	slices.Sort(out)
+	if len(out) > 0 {
+		medianOut = out[len(out)/2]
+	}
+	return in, medianOut
+}
+
+// counterLines checks that out's complete lines are 1, 2, 3, ... and
+// returns how many.
+func counterLines(t *testing.T, out string) int {
+	t.Helper()
+	lines := strings.Split(out[:strings.LastIndexByte(out, '\n')], "\n")
+	for i, l := range lines {
+		if n, err := strconv.Atoi(l); err != nil || n != i+1 {
+			t.Fatalf("counter line %d is %q, want %d: output lost or repeated across the reload", i+1, l, i+1)
+		}
+	}
+	return len(lines)
+}
+
+// waitOutput polls a session's output until it contains want.
+func waitOutput(t *testing.T, c *client, id, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out := c.output(id)
+		if strings.Contains(out, want) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s: output lacks %q after 15s:\n%s", id, want, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// 9. systemctl reload runs a newly installed agent binary without ending
+// alice's sessions: same pids, output without a lost or repeated byte, tty
+// input still echoed, no failed API call; a broken binary leaves the old
+// agent serving.
+func TestReloadKeepsSessions(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	c := newClient(t, b, "alice")
+	const unit = "octo-agent@alice.service"
+	counter := c.start("/bin/sh", "-c", `i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done`)
+	var tty session
+	c.expect("POST", "/api/v1/sessions", map[string]any{"command": []string{"/bin/sh", "-i"}, "tty": true}, http.StatusCreated, &tty)
+	waitOutput(t, c, counter.ID, "\n10\n")
+	mainPID := unitProp(t, b, unit, "MainPID")
+	v2 := buildAgentVersion(t, reloadVersion)
+	defer restoreAgent(t, b)
+
+	if out, err := b.Run(ctx, "install", "-m", "0755", v2, "/usr/local/bin/octo-agent"); err != nil {
+		t.Fatalf("install the new agent: %v\n%s", err, out)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	loop := runAPILoop(c, counter.ID, stop, &wg)
+	time.Sleep(500 * time.Millisecond)
+	t0 := time.Now()
+	out, err := b.Run(ctx, "systemctl", "reload", unit)
+	t1 := time.Now()
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("systemctl reload %s: %v\n%s\njournal:\n%s", unit, err, out, journal(b, unit))
+	}
+	served, ok := loop.versions[reloadVersion]
+	in, median := loop.during(t0, t1)
+	t.Logf("systemctl reload took %v; the new binary answered %v after it began; %d calls overlapped the reload, the slowest %v (median of the others %v); %d calls in all",
+		t1.Sub(t0), served.Sub(t0), len(in), slices.Max(append(in, 0)), median, len(loop.lat))
+	if len(loop.failures) > 0 {
+		t.Errorf("%d of %d API calls failed across the reload; first: %s", len(loop.failures), len(loop.lat), loop.failures[0])
+	}
+	if !ok {
+		t.Errorf("no status call saw version %s; saw %v", reloadVersion, loop.versions)
+	}
+
+	if got := unitProp(t, b, unit, "MainPID"); got != mainPID {
+		t.Errorf("%s MainPID %s after reload, want %s (the same process)", unit, got, mainPID)
+	}
+	if exe, _ := b.Run(ctx, "readlink", "/proc/"+mainPID+"/exe"); strings.TrimSpace(exe) != "/usr/local/bin/octo-agent" {
+		t.Errorf("agent runs %q, want the new /usr/local/bin/octo-agent", strings.TrimSpace(exe))
+	}
+	var st agentStatus
+	c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
+	if st.Agent.Version != reloadVersion || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 2 {
+		t.Errorf("status after reload: %+v, want version %s, pid %s, 2 running sessions", st.Agent, reloadVersion, mainPID)
+	}
+	for _, s := range []session{counter, tty} {
+		var got session
+		c.expect("GET", "/api/v1/sessions/"+s.ID, nil, http.StatusOK, &got)
+		if got.PID != s.PID || got.State != "running" {
+			t.Errorf("session %s after reload: %+v, want pid %d running", s.ID, got, s.PID)
+		}
+	}
+	n := counterLines(t, waitOutput(t, c, counter.ID, "\n"+strconv.Itoa(counterLines(t, c.output(counter.ID))+10)+"\n"))
+	c.expect("POST", "/api/v1/sessions/"+tty.ID+"/input", []byte("echo tty-$((6*7))\n"), http.StatusNoContent, nil)
+	waitOutput(t, c, tty.ID, "tty-42")
+
+	// Binaries that cannot take over: one that runs but speaks another
+	// hand-over format (the agent refuses it, saying why), one that does
+	// not run at all (the reload command itself fails). Either way the
+	// reload fails and the agent and its sessions serve on.
+	for _, bad := range []struct{ name, script, journal string }{
+		{"another protocol", "#!/bin/sh\ncase $1 in reload) exec " + v2 + " \"$@\";; esac\necho octo-agent handover 99 octo-agentrpc/99\n", "cannot take over"},
+		{"not running", "#!/bin/sh\nexit 3\n", ""},
+	} {
+		if out, err := b.Sh(ctx, "printf '"+bad.script+"' >/tmp/broken && install -m 0755 /tmp/broken /usr/local/bin/octo-agent"); err != nil {
+			t.Fatalf("install a broken agent: %v\n%s", err, out)
+		}
+		if out, err := b.Run(ctx, "systemctl", "reload", unit); err == nil {
+			t.Errorf("%s: systemctl reload succeeded, want a failure:\n%s", bad.name, out)
+		}
+		if got := unitProp(t, b, unit, "ReloadResult"); got == "success" {
+			t.Errorf("%s: ReloadResult=%s after a failed reload", bad.name, got)
+		}
+		if j := journal(b, unit); !strings.Contains(j, bad.journal) {
+			t.Errorf("%s: journal lacks the failed reload's reason %q:\n%s", bad.name, bad.journal, j)
+		}
+		if got := isActive(ctx, b, unit); got != "active" {
+			t.Errorf("%s: %s is %q after a failed reload, want active", bad.name, unit, got)
+		}
+		c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
+		if st.Agent.Version != reloadVersion || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 2 {
+			t.Errorf("%s: status after a failed reload: %+v, want the same agent with 2 sessions", bad.name, st.Agent)
+		}
+		n = counterLines(t, waitOutput(t, c, counter.ID, "\n"+strconv.Itoa(n+10)+"\n"))
+	}
+
+	// Stop still works on sessions started by the old binary.
+	var end session
+	c.expect("DELETE", "/api/v1/sessions/"+counter.ID+"?grace=2s", nil, http.StatusOK, &end)
+	if end.State != "exited" || end.Signal != "TERM" {
+		t.Errorf("stop after reloads: %+v, want exited by TERM", end)
+	}
+	c.expect("DELETE", "/api/v1/sessions/"+tty.ID+"?grace=2s", nil, http.StatusOK, nil)
+}
+
+// restoreAgent puts the suite's agent binary back and reloads alice's agent.
+func restoreAgent(t *testing.T, b *box.Box) {
+	ctx := context.Background()
+	if out, err := b.Sh(ctx, "install -m 0755 /octo-share/bin/octo-agent /usr/local/bin/octo-agent && systemctl reload octo-agent@alice.service"); err != nil {
+		t.Errorf("restore the agent binary: %v\n%s", err, out)
+	}
+}
+
+// journal returns a unit's journal lines.
+func journal(b *box.Box, unit string) string {
+	out, _ := b.Run(context.Background(), "journalctl", "--no-pager", "-o", "cat", "-u", unit)
+	return out
+}
