@@ -156,7 +156,11 @@ func TestReloadKeepsSessions(t *testing.T) {
 	waitOutput(t, c, counter.ID, "\n10\n")
 	mainPID := unitProp(t, b, unit, "MainPID")
 	v2 := buildAgentVersion(t, reloadVersion)
-	defer restoreAgent(t, b)
+	defer func() {
+		if t.Failed() {
+			restoreAgent(t, b)
+		}
+	}()
 
 	if out, err := b.Run(ctx, "install", "-m", "0755", v2, "/usr/local/bin/octo-agent"); err != nil {
 		t.Fatalf("install the new agent: %v\n%s", err, out)
@@ -236,6 +240,23 @@ func TestReloadKeepsSessions(t *testing.T) {
 		}
 		n = counterLines(t, waitOutput(t, c, counter.ID, "\n"+strconv.Itoa(n+10)+"\n"))
 	}
+
+	// The installer's upgrade path puts the suite's binary back: it reloads
+	// the running agents (the sessions go on) and restarts octo.service.
+	octoPID := unitProp(t, b, "octo.service", "MainPID")
+	if out, err := b.Sh(ctx, "OCTO_BINDIR=/octo-share/bin sh /octo-share/src/units/install.sh --upgrade"); err != nil {
+		t.Fatalf("install.sh --upgrade: %v\n%s", err, out)
+	} else if !strings.Contains(out, "reloaded "+unit) {
+		t.Errorf("install.sh --upgrade does not say it reloaded %s:\n%s", unit, out)
+	}
+	if got := unitProp(t, b, "octo.service", "MainPID"); got == octoPID || got == "0" {
+		t.Errorf("octo.service MainPID %s after install.sh --upgrade, want a new one (was %s)", got, octoPID)
+	}
+	c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
+	if st.Agent.Version != "dev" || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 2 {
+		t.Errorf("status after install.sh --upgrade: %+v, want version dev, pid %s, 2 sessions", st.Agent, mainPID)
+	}
+	counterLines(t, waitOutput(t, c, counter.ID, "\n"+strconv.Itoa(n+10)+"\n"))
 
 	// Stop still works on sessions started by the old binary.
 	var end session
