@@ -47,6 +47,9 @@ type handoverState struct {
 	Close     []int // descriptors to close once serving
 	Failed    string
 	Began     time.Time // when the reload began, for the log
+	// Unlink says the agent bound its socket itself (not socket-activated):
+	// the image that exits removes the socket file.
+	Unlink bool
 }
 
 // checkLine is what "octo-agent handover-check" prints: a new binary must
@@ -57,10 +60,11 @@ func checkLine() string {
 
 // reloader runs the binary at exe in place (same pid) on reload.
 type reloader struct {
-	exe  string
-	args []string
-	log  *slog.Logger
-	t0   time.Time
+	exe    string
+	args   []string
+	log    *slog.Logger
+	t0     time.Time
+	unlink bool // the agent bound its socket itself
 }
 
 // Prepare tells systemd the reload started and checks that the new binary
@@ -101,7 +105,7 @@ func (r *reloader) Exec(h *agent.Handover) error {
 		return fmt.Errorf("open the running binary: %w", err)
 	}
 	defer prev.Close()
-	st := handoverState{Format: handoverFormat, Exe: r.exe, Token: h.Token, StartTime: h.StartTime, Began: r.t0,
+	st := handoverState{Format: handoverFormat, Exe: r.exe, Token: h.Token, StartTime: h.StartTime, Began: r.t0, Unlink: r.unlink,
 		Sessions: h.Sessions, Listener: fdOf(h.Listener), Lock: fdOf(h.Lock), Previous: fdOf(prev)}
 	pass := []*os.File{h.Listener, h.Lock, prev}
 	for _, f := range h.Sessions.Files {

@@ -225,6 +225,36 @@ func TestReload(t *testing.T) {
 	if m := consecutive(t, outputUntil(t, c2, counter.ID, "\n"+strconv.Itoa(n+40)+"\n")); m < n+40 {
 		t.Errorf("counter at %d after the failed reload, want past %d", m, n+40)
 	}
+
+	// A binary that runs but fails while adopting the sessions hands them
+	// back to the old binary, which serves on.
+	v3 := filepath.Join(dir, "octo-agent-v3")
+	if out, err := exec.Command("go", "build", "-ldflags", "-X octo/internal/agent.Version=v3 -X 'main.failAdopt=injected adoption failure'", "-o", v3, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build v3: %v\n%s", err, out)
+	}
+	install(t, v3, bin)
+	out, err = exec.Command(v2, "reload", "--socket", sock).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "injected adoption failure") {
+		t.Errorf("reload to a binary that cannot adopt = %v, %q; want a failure with its reason", err, out)
+	}
+	info, err = c2.Info(ctx)
+	if err == nil {
+		t.Errorf("old connection survived a hand-over and back: %+v", info)
+	}
+	c3 := dialAgent(t, sock)
+	info, err = c3.Info(ctx)
+	if err != nil || info.Version != "v2-reload" || info.PID != cmd.Process.Pid || info.RunningSessions != 2 {
+		t.Errorf("Info after a hand-back = %+v, %v; want v2-reload, pid %d, 2 sessions", info, err, cmd.Process.Pid)
+	}
+	if m := consecutive(t, outputUntil(t, c3, counter.ID, "\n"+strconv.Itoa(n+80)+"\n")); m < n+80 {
+		t.Errorf("counter at %d after the hand-back, want past %d", m, n+80)
+	}
+	if err := c3.WriteInput(ctx, tty.ID, []byte("again\n")); err != nil {
+		t.Fatal(err)
+	}
+	outputUntil(t, c3, tty.ID, "got again")
+	c2 = c3
+
 	if s, err := c2.Stop(ctx, agentrpc.StopRequest{ID: counter.ID}); err != nil || s.State != agentrpc.StateExited {
 		t.Errorf("Stop after reloads = %+v, %v", s, err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,6 +39,10 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	return err
 }
 
+// failAdopt, set by a test's build (-ldflags "-X main.failAdopt=why"),
+// makes this binary fail to adopt the sessions handed to it.
+var failAdopt string
+
 // start returns the server and its listener: taken over from the image
 // before this one when it handed over on reload, else new.
 func start(o *options, cfg agent.Config, log *slog.Logger) (*agent.Server, net.Listener, error) {
@@ -47,16 +52,26 @@ func start(o *options, cfg agent.Config, log *slog.Logger) (*agent.Server, net.L
 		return nil, nil, fmt.Errorf("take over from the previous agent: %w", err)
 	}
 	if handed {
+		r := cfg.Reloader.(*reloader)
 		if st.Exe != "" {
-			cfg.Reloader.(*reloader).exe = st.Exe
+			r.exe = st.Exe
 		}
+		r.unlink = st.Unlink
 		h, files := st.files()
-		srv, ln, err := agent.Adopt(cfg, h, files)
+		var srv *agent.Server
+		var ln net.Listener
+		err := errors.New(failAdopt)
+		if failAdopt == "" {
+			srv, ln, err = agent.Adopt(cfg, h, files)
+		}
 		if err != nil {
 			log.Error("cannot take over; going back to the previous binary", "token", st.Token, "err", err)
 			return nil, nil, handBack(st, os.Args, err)
 		}
 		st.done()
+		if ul, ok := ln.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(st.Unlink)
+		}
 		if st.Failed != "" {
 			log.Error("reload failed; the previous binary serves again", "token", st.Token, "reason", st.Failed)
 		} else {
@@ -76,6 +91,7 @@ func start(o *options, cfg agent.Config, log *slog.Logger) (*agent.Server, net.L
 	if activated {
 		log.Debug("listening on the socket systemd passed")
 	}
+	cfg.Reloader.(*reloader).unlink = !activated
 	return srv, ln, nil
 }
 

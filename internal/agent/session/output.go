@@ -182,9 +182,11 @@ func (o *outputFile) Close() error {
 }
 
 // reopenOutput opens for writing the output file of a session handed over
-// by the image before this one, which had written size bytes.
+// by the image before this one, which had written size bytes. A file
+// removed meanwhile is created again (its bytes before size read as zeros):
+// the session matters more than its past output.
 func reopenOutput(path string, cap, size int64) (*outputFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, err
 	}
