@@ -332,7 +332,8 @@ func BenchmarkReload(b *testing.B) {
 		worst = max(worst, slices.Max(append(in, 0)))
 	}
 	_, p50 := loop.during(windows[0][0], windows[len(windows)-1][1]) // the calls before and after
-	var worstOutside time.Duration                                   // the slowest call that overlapped no reload: the machine's noise
+	// The slowest call that overlapped no reload: the machine's noise.
+	var worstOutside time.Duration
 	loop.mu.Lock()
 	for i, at := range loop.at {
 		overlaps := false
