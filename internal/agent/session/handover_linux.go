@@ -75,7 +75,10 @@ func (m *Manager) Freeze() (*Handover, error) {
 			ses.reapMu.Unlock()
 			continue
 		}
-		ses.pause()
+		if err := ses.pause(); err != nil {
+			m.Thaw()
+			return nil, fmt.Errorf("freeze session %s: %w", ses.id, err)
+		}
 		ses.mu.Lock()
 		hs := HandedSession{Record: ses.rec, OutputSize: ses.out.Size(), Output: len(h.Files), Input: -1}
 		ses.mu.Unlock()
@@ -106,12 +109,18 @@ func maps(m map[int]uint64) map[int]uint64 {
 
 // pause stops the output copier without losing a byte: a read deadline in
 // the past wakes its read, and what it read is saved before it returns.
-func (ses *Session) pause() {
+func (ses *Session) pause() error {
 	ses.mu.Lock()
 	ses.paused = true
 	ses.mu.Unlock()
-	ses.output.SetReadDeadline(time.Unix(1, 0))
+	if err := ses.output.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		ses.mu.Lock()
+		ses.paused = false // its copier still runs: Thaw must not start another
+		ses.mu.Unlock()
+		return fmt.Errorf("stop reading output: %w", err)
+	}
 	<-ses.copied
+	return nil
 }
 
 // Thaw resumes the sessions after a hand-over that did not happen, and
