@@ -29,6 +29,9 @@ const reloadVersion = "e2e-reload"
 func buildAgentVersion(t *testing.T, version string) string {
 	t.Helper()
 	name := "octo-agent-" + version
+	if _, err := os.Stat(filepath.Join(shareDir, "bin", name)); err == nil {
+		return "/octo-share/bin/" + name // built by an earlier test of this box
+	}
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X octo/internal/agent.Version="+version,
 		"-o", filepath.Join(shareDir, "bin", name), "./octo-agent")
 	cmd.Dir = ".."
@@ -265,6 +268,65 @@ func TestReloadKeepsSessions(t *testing.T) {
 		t.Errorf("stop after reloads: %+v, want exited by TERM", end)
 	}
 	c.expect("DELETE", "/api/v1/sessions/"+tty.ID+"?grace=2s", nil, http.StatusOK, nil)
+}
+
+// 10. A user's own agent (systemd --user) reloads the same way.
+func TestUserAgentReload(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	uid := idOf(t, b, "-u", "alice")
+	// As TestUserManagerAgent sets it up (again: each step is idempotent).
+	if out, err := b.Run(ctx, "loginctl", "enable-linger", "alice"); err != nil {
+		t.Fatalf("enable-linger: %v\n%s", err, out)
+	}
+	if out, err := b.Run(ctx, "timeout", "30", "systemctl", "--user", "-M", "alice@", "is-system-running", "--wait"); err != nil && !strings.Contains(out, "degraded") {
+		t.Fatalf("alice's systemd --user: %q %v", out, err)
+	}
+	script := `export HOME=/home/alice XDG_RUNTIME_DIR=/run/user/` + uid + `
+PREFIX=/usr/local sh /octo-share/src/units/install.sh --user --no-binaries
+mkdir -p ~/.config/systemd/user/octo.socket.d
+printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:3001\n' > ~/.config/systemd/user/octo.socket.d/port.conf
+systemctl --user daemon-reload
+systemctl --user enable --now octo-user.socket octo.socket`
+	if out, err := b.RunAs(ctx, "alice", "/bin/sh", "-ec", script); err != nil {
+		t.Fatalf("user install: %v\n%s", err, out)
+	}
+	api := func(method, path, body string) []byte {
+		t.Helper()
+		out, err := b.RunAs(ctx, "alice", "curl", "-sS", "-f", "-X", method, "--unix-socket", "/run/user/"+uid+"/octo.sock", "-d", body, "http://octo"+path)
+		if err != nil {
+			t.Fatalf("alice: %s %s: %v\n%s", method, path, err, out)
+		}
+		return []byte(out)
+	}
+	var s session
+	json.Unmarshal(api("POST", "/api/v1/sessions", `{"command":["sleep","1000"]}`), &s)
+	var before agentStatus
+	json.Unmarshal(api("GET", "/api/v1/status", ""), &before)
+	v2 := buildAgentVersion(t, reloadVersion)
+	defer func() {
+		if out, err := b.Sh(ctx, "install -m 0755 /octo-share/bin/octo-agent /usr/local/bin/octo-agent"); err != nil {
+			t.Errorf("restore the agent binary: %v\n%s", err, out)
+		}
+		b.Run(ctx, "systemctl", "--user", "-M", "alice@", "reload", "octo-user.service")
+		api("DELETE", "/api/v1/sessions/"+s.ID+"?remove=1", "")
+	}()
+	if out, err := b.Run(ctx, "install", "-m", "0755", v2, "/usr/local/bin/octo-agent"); err != nil {
+		t.Fatalf("install the new agent: %v\n%s", err, out)
+	}
+	if out, err := b.Run(ctx, "systemctl", "--user", "-M", "alice@", "reload", "octo-user.service"); err != nil {
+		t.Fatalf("systemctl --user reload octo-user.service: %v\n%s", err, out)
+	}
+	var after agentStatus
+	json.Unmarshal(api("GET", "/api/v1/status", ""), &after)
+	var got session
+	json.Unmarshal(api("GET", "/api/v1/sessions/"+s.ID, ""), &got)
+	if after.Agent.Version != reloadVersion || after.Agent.PID != before.Agent.PID || after.Agent.RunningSessions != before.Agent.RunningSessions {
+		t.Errorf("user agent after reload: %+v, want version %s, pid %d, %d sessions", after.Agent, reloadVersion, before.Agent.PID, before.Agent.RunningSessions)
+	}
+	if got.PID != s.PID || got.State != "running" {
+		t.Errorf("session after the user agent's reload: %+v, want pid %d running", got, s.PID)
+	}
 }
 
 // restoreAgent puts the suite's agent binary back and reloads alice's agent.
