@@ -22,10 +22,12 @@
 //
 //   - Crash survival: holders keep sessions across an agent crash; the
 //     re-exec does not (an agent that dies takes its sessions with it, as
-//     today). The re-exec survives every failure it can see before the exec
-//     (the new binary is tried first) and, after it, every failure the new
-//     image reports (it execs the old binary back); a new binary that
-//     crashes hard during adoption loses the sessions.
+//     before). The re-exec survives every failure it can see before the
+//     exec (the new binary is run first and must print the same hand-over
+//     format and protocol) and, after it, every failure the new image
+//     reports while adopting (it execs the old binary, kept open as a
+//     descriptor, back with the same state); a new binary that crashes hard
+//     (a fault, not an error) between exec and serving loses the sessions.
 //   - Complexity: holders are a second program, a protocol between it and the
 //     agent, re-adoption and orphan clean-up; and under systemd they still
 //     live in the agent's cgroup, so the agent's main process must stay for
@@ -33,5 +35,10 @@
 //     passing descriptors across exec.
 //   - What each leaves behind: holders leave one extra process per session
 //     (memory, a socket each) for the session's life; the re-exec leaves
-//     nothing.
+//     nothing. Both keep the sessions in the agent's cgroup, so `systemctl
+//     stop` and `restart` still end them.
+//
+// What the re-exec does not carry: calls in progress (the agent lets them
+// finish first) and open connections (closed; clients reconnect, and their
+// new connections wait in the listening socket's queue for the new image).
 package session
