@@ -156,6 +156,10 @@ func (m *Manager) Thaw() {
 // goroutines return, and it closes its copies of the handed descriptors.
 func (m *Manager) Finish(h *Handover) {
 	m.mu.Lock()
+	if !m.frozen || m.closed {
+		m.mu.Unlock()
+		return
+	}
 	m.closed = true
 	close(m.thawed) // parked goroutines see closed and return
 	m.mu.Unlock()
