@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -61,6 +62,9 @@ func main() {
 	case "reload":
 		if err := reloadCmd(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "octo-agent reload:", err)
+			if errors.As(err, new(usageError)) {
+				os.Exit(2)
+			}
 			os.Exit(1)
 		}
 	case "handover-check":

@@ -353,3 +353,24 @@ func getfdAs(pid int, cred *syscall.Credential) error {
 	}()
 	return <-res
 }
+
+// TestReloadCommandErrors: usage mistakes exit 2, an agent that cannot be
+// reached 1, each with a message.
+func TestReloadCommandErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"reload", "--bogus"}, 2, "not defined"},
+		{[]string{"reload", "extra"}, 2, "unexpected argument"},
+		{[]string{"reload", "--socket", filepath.Join(t.TempDir(), "none.sock")}, 1, "reach the agent"},
+	}
+	for _, tt := range tests {
+		out, err := exec.Command(agentBin, tt.args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != tt.code || !strings.Contains(string(out), tt.msg) {
+			t.Errorf("octo-agent %v = %v, %q; want exit %d saying %q", tt.args, err, out, tt.code, tt.msg)
+		}
+	}
+}

@@ -24,7 +24,15 @@ func reloadCmd(args []string) error {
 	socket := fs.String("socket", "", "the agent's socket (default $XDG_RUNTIME_DIR/octo-agent.sock)")
 	timeout := fs.Duration("timeout", 80*time.Second, "give up waiting after this long")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return nil
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	if *socket == "" {
 		rt := os.Getenv("XDG_RUNTIME_DIR")
@@ -74,3 +82,6 @@ func reloadCmd(args []string) error {
 		}
 	}
 }
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ error }
