@@ -78,7 +78,7 @@ func reloadCmd(args []string) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("no outcome after %v", *timeout)
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
