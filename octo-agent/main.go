@@ -7,11 +7,17 @@
 //	octo-agent serve [--socket PATH] [--workspace DIR] [--state-dir DIR]
 //	                 [--allow-user NAME|UID ...] [--idle-timeout DUR] [--max-sessions N]
 //	                 [--output-cap SIZE] [--output-budget SIZE] [--socket-mode OCTAL] [--user NAME] [--home DIR]
+//	octo-agent reload [--socket PATH] [--timeout DUR]
 //	octo-agent version
+//
+// reload (systemd's ExecReload) makes the running agent run the binary now
+// installed at its path without ending its sessions, and waits until the
+// new binary serves; it fails, with the reason, if the old one serves on.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,15 +25,22 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"octo/internal/agent"
 	"octo/internal/agentrpc"
 	"octo/internal/logging"
 )
 
 func main() {
+	// Before holding any descriptor it was not born with: the user's other
+	// processes may neither ptrace the agent nor take its descriptors with
+	// pidfd_getfd (the listening socket octo trusts). Sessions are
+	// dumpable again: exec resets it.
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	log := logging.New()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: octo-agent serve [flags] | octo-agent version")
+		fmt.Fprintln(os.Stderr, "usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent version")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -49,10 +62,20 @@ func main() {
 			log.Error("octo-agent failed", "err", err)
 			os.Exit(1)
 		}
+	case "reload":
+		if err := reloadCmd(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "octo-agent reload:", err)
+			if errors.As(err, new(usageError)) {
+				os.Exit(2)
+			}
+			os.Exit(1)
+		}
+	case "handover-check":
+		fmt.Println(checkLine())
 	case "help", "-h", "--help":
-		fmt.Println("usage: octo-agent serve [flags] | octo-agent version\nRun \"octo-agent serve --help\" for the flags.")
+		fmt.Println("usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent version\nRun \"octo-agent serve --help\" for the flags.")
 	default:
-		fmt.Fprintf(os.Stderr, "octo-agent: unknown command %q; use serve or version\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "octo-agent: unknown command %q; use serve, reload or version\n", os.Args[1])
 		os.Exit(2)
 	}
 }

@@ -10,6 +10,12 @@
 #                                 ~/.config/octo/config.toml (127.0.0.1:3000)
 #   --no-binaries                 install units only; PREFIX/bin must already
 #                                 hold octo and octo-agent
+#   --upgrade                     then apply it to what runs: reload every
+#                                 running agent (its sessions keep running;
+#                                 see octo-agent reload) and restart a running
+#                                 octo.service (no request is lost: systemd
+#                                 holds its sockets). Without it, nothing
+#                                 running is touched.
 #
 # Environment:
 #   DESTDIR     stage everything under this root and run nothing
@@ -24,10 +30,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(dirname "$here")
 mode=system
 binaries=yes
+upgrade=no
 for arg in "$@"; do
 	case $arg in
 	--user) mode=user ;;
 	--no-binaries) binaries=no ;;
+	--upgrade) upgrade=yes ;;
 	-h | --help)
 		sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
 		exit 0
@@ -155,7 +163,42 @@ EOF
 	fi
 }
 
+# upgrade_running reloads the running agents, then restarts a running
+# control plane. A reload that fails leaves that agent on the old binary,
+# serving its sessions; the script says so and exits non-zero at the end.
+upgrade_running() {
+	if [ -n "$DESTDIR" ]; then
+		say "DESTDIR is set: --upgrade touches nothing running"
+		return
+	fi
+	if [ "$mode" = user ]; then
+		sc="systemctl --user"
+		agents=octo-user.service
+	else
+		sc=systemctl
+		agents=$($sc list-units --plain --no-legend --state=active 'octo-agent@*.service' | awk '{print $1}')
+	fi
+	failed=0
+	for a in $agents; do
+		$sc is-active --quiet "$a" || continue
+		if $sc reload "$a"; then
+			say "reloaded $a: its sessions run on under the new binary"
+		else
+			failed=1
+			say "reloading $a failed; it serves on with the old binary (journalctl -u $a says why; systemctl restart $a ends its sessions)" >&2
+		fi
+	done
+	if $sc is-active --quiet octo.service; then
+		$sc restart octo.service
+		say "restarted octo.service"
+	fi
+	return $failed
+}
+
 if [ "$binaries" = yes ]; then
 	install_binaries
 fi
 install_"$mode"
+if [ "$upgrade" = yes ]; then
+	upgrade_running
+fi

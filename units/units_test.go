@@ -101,6 +101,8 @@ func TestInstallStagesEverything(t *testing.T) {
 		{"etc/systemd/system/octo.service", "ExecStart=/opt/octo/bin/octo serve\n"},
 		{"etc/systemd/system/octo-agent@.service", "ExecStart=/opt/octo/bin/octo-agent serve --allow-user octo\n"},
 		{"etc/systemd/user/octo-user.service", "ExecStart=/opt/octo/bin/octo-agent serve\n"},
+		{"etc/systemd/system/octo-agent@.service", "ExecReload=/opt/octo/bin/octo-agent reload --socket /run/octo/agent-%i.sock\n"},
+		{"etc/systemd/user/octo-user.service", "ExecReload=/opt/octo/bin/octo-agent reload\n"},
 	} {
 		data, err := os.ReadFile(filepath.Join(root, tc.unit))
 		if err != nil {

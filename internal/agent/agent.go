@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"octo/internal/agent/session"
 	"octo/internal/agentrpc"
 )
 
@@ -57,6 +58,9 @@ type Config struct {
 	// together; the oldest finished sessions are pruned first, running
 	// ones never. 0 = DefaultOutputBudget.
 	OutputBudget int64
+	// Reloader runs the next image on reload (Agent.Reload); nil: the
+	// agent cannot reload.
+	Reloader Reloader
 }
 
 // Server is one user's agent. Create it with New and serve with Run.
@@ -66,7 +70,7 @@ type Server struct {
 	root    *os.Root
 	start   time.Time
 	allowed map[uint32]bool
-	sess    *sessions
+	sess    *session.Manager
 	idle    *idleTracker
 	lock    *os.File // holds the state dir's lock until Run returns
 	// inflight counts RPC calls being served; quit is closed at shutdown
@@ -75,11 +79,18 @@ type Server struct {
 	quit     chan struct{}
 	gate     *acceptGate
 
+	reloads *reloads
 	runOnce sync.Once
 }
 
 // New checks cfg, opens the workspace and loads the persisted sessions.
 func New(cfg Config) (*Server, error) {
+	return newServer(cfg, nil, session.New)
+}
+
+// newServer is New with the state dir's lock already held (lock; nil: take
+// it) and the sessions made by sessions.
+func newServer(cfg Config, lock *os.File, sessions func(session.Config) (*session.Manager, error)) (*Server, error) {
 	if cfg.User == "" {
 		return nil, errors.New("agent config: user name is empty")
 	}
@@ -119,28 +130,50 @@ func New(cfg Config) (*Server, error) {
 	for _, u := range cfg.AllowUIDs {
 		allowed[u] = true
 	}
-	s := &Server{cfg: cfg, log: log, root: root, start: time.Now(), allowed: allowed, quit: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, root: root, start: time.Now(), allowed: allowed, quit: make(chan struct{}), reloads: newReloads()}
 	s.idle = newIdleTracker(cfg.IdleTimeout)
 	// The files are written with the process's uid (cfg.UID may name
 	// another user when an in-process agent serves a test).
-	if err := makeOwnDir(cfg.StateDir, uint32(os.Geteuid())); err != nil {
+	if err := session.MakeOwnDir(cfg.StateDir, uint32(os.Geteuid())); err != nil {
 		root.Close()
 		return nil, err
 	}
-	if s.lock, err = lockStateDir(cfg.StateDir); err != nil {
-		root.Close()
-		return nil, err
+	if s.lock = lock; lock == nil {
+		if s.lock, err = lockStateDir(cfg.StateDir); err != nil {
+			root.Close()
+			return nil, err
+		}
 	}
 	if err := s.removeStaleUploads(); err != nil {
 		log.Warn("stale uploads not removed", "err", err)
 	}
-	s.sess, err = loadSessions(s)
+	s.sess, err = sessions(s.sessionConfig())
 	if err != nil {
 		root.Close()
-		s.lock.Close()
+		if lock == nil {
+			s.lock.Close()
+		}
 		return nil, err
 	}
 	return s, nil
+}
+
+// inputTimeout bounds how long WriteInput waits for a session to take its
+// input. A variable for tests.
+var inputTimeout = 5 * time.Second
+
+// sessionConfig is the session Manager's configuration: the agent's limits,
+// and the idle tracker's hooks (a running session keeps the agent alive).
+func (s *Server) sessionConfig() session.Config {
+	c := s.cfg
+	return session.Config{
+		User: c.User, Home: c.Home, Shell: c.Shell, Workspace: c.Workspace,
+		Dir:         filepath.Join(c.StateDir, "sessions"),
+		MaxSessions: c.MaxSessions, KeepSessions: c.KeepSessions,
+		OutputCap: c.OutputCap, OutputBudget: c.OutputBudget,
+		InputTimeout: inputTimeout,
+		Logger:       s.log, Busy: s.idle.inc, Idle: s.idle.dec, Buffer: getChunk,
+	}
 }
 
 // Run serves ln until ctx is done or the agent has been idle (no open
@@ -167,7 +200,7 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 	// our own on every start costs journald more CPU than the rest of a
 	// cold start's logging (bench/coldstart.sh).
 	s.log.Debug("agent serving", "user", s.cfg.User, "uid", s.cfg.UID, "workspace", s.cfg.Workspace,
-		"socket", ln.Addr().String(), "sessions", len(s.sess.list()), "version", Version)
+		"socket", ln.Addr().String(), "sessions", len(s.sess.List()), "version", Version)
 
 	var err error
 wait:
@@ -191,6 +224,8 @@ wait:
 			}
 			s.log.Info("agent idle, exiting", "idle_timeout", s.cfg.IdleTimeout.String())
 			break wait
+		case token := <-s.reloads.start:
+			s.reload(ln, conns, token) // returns only if the reload failed
 		case err = <-acceptErr:
 			err = fmt.Errorf("accept: %w", err)
 			break wait
@@ -198,8 +233,9 @@ wait:
 	}
 	ln.Close()
 	close(s.quit)
+	s.sess.Interrupt()
 	conns.closeAfter(shutdownGrace, s.inflight.Load)
-	s.sess.shutdown(shutdownGrace)
+	s.sess.Shutdown(shutdownGrace)
 	return err
 }
 
@@ -218,6 +254,10 @@ func (s *Server) Info() agentrpc.Info {
 		Version:         Version,
 		PID:             os.Getpid(),
 		StartTime:       s.start,
-		RunningSessions: s.sess.running(),
+		RunningSessions: s.sess.Running(),
 	}
 }
+
+// ErrStateDirUnsafe is returned by New when the state dir or its sessions
+// dir could be changed by someone else (see session.ErrStateDirUnsafe).
+var ErrStateDirUnsafe = session.ErrStateDirUnsafe

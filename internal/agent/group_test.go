@@ -49,7 +49,7 @@ func TestStopReusedGroup(t *testing.T) {
 	if _, err := c.Stop(ctx, agentrpc.StopRequest{ID: s.ID, Grace: time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, "signal ended session", c.Signal(ctx, s.ID, "TERM"), agentrpc.CodeInvalid)
+	wantCode(t, "signal ended session", c.Signal(ctx, s.ID, "TERM"), agentrpc.CodeNotRunning)
 	time.Sleep(50 * time.Millisecond)
 	if !alive(cmd.Process.Pid) {
 		t.Errorf("Stop of ended session %s killed process group %d that reused its pid", s.ID, s.PID)

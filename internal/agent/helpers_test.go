@@ -46,6 +46,7 @@ func wantCode(t testing.TB, what string, err error, code agentrpc.Code) {
 		agentrpc.CodePermission: agentrpc.ErrPermission, agentrpc.CodeInvalid: agentrpc.ErrInvalid,
 		agentrpc.CodeOutsideWorkspace: agentrpc.ErrOutsideWorkspace, agentrpc.CodeTooLarge: agentrpc.ErrTooLarge,
 		agentrpc.CodeLimit: agentrpc.ErrLimit, agentrpc.CodeInternal: agentrpc.ErrInternal,
+		agentrpc.CodeNotRunning: agentrpc.ErrNotRunning,
 	}[code]
 	if sentinel != nil && !errors.Is(err, sentinel) {
 		t.Errorf("%s: errors.Is(%v, %v) = false", what, err, sentinel)

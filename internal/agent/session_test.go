@@ -132,5 +132,44 @@ func TestSessionInput(t *testing.T) {
 		t.Errorf("cat output = %q, want %q", got, "abc\n")
 	}
 	err = c.WriteInput(ctxT(t), s.ID, []byte("late"))
-	wantCode(t, "WriteInput after end", err, agentrpc.CodeInvalid)
+	wantCode(t, "WriteInput after end", err, agentrpc.CodeNotRunning)
+}
+
+// TestSessionRemove removes a finished session's record and output, and
+// refuses a running one.
+func TestSessionRemove(t *testing.T) {
+	cfg := testConfig(t)
+	c, stop := runServer(t, cfg)
+	defer stop()
+	ctx := ctxT(t)
+	run, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove := func(id string) error {
+		return c.Call(ctx, agentrpc.MethodSessionRemove, &agentrpc.SessionRef{ID: id}, &agentrpc.Empty{})
+	}
+	wantCode(t, "remove running", remove(run.ID), agentrpc.CodeInvalid)
+	wantCode(t, "remove unknown", remove("0123456789abcdef"), agentrpc.CodeNotFound)
+	if _, err := c.Stop(ctx, agentrpc.StopRequest{ID: run.ID, Grace: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := remove(run.ID); err != nil {
+		t.Fatalf("remove stopped session: %v", err)
+	}
+	for what, err := range map[string]error{
+		"get removed":    func() error { _, err := c.Session(ctx, run.ID); return err }(),
+		"output removed": func() error { _, err := c.ReadOutput(ctx, agentrpc.OutputRequest{ID: run.ID}); return err }(),
+		"remove again":   remove(run.ID),
+	} {
+		wantCode(t, what, err, agentrpc.CodeNotFound)
+	}
+	if list, _ := c.Sessions(ctx); len(list) != 0 {
+		t.Errorf("Sessions after remove = %+v, want none", list)
+	}
+	for _, ext := range []string{".json", ".out"} {
+		if _, err := os.Stat(filepath.Join(cfg.StateDir, "sessions", run.ID+ext)); !os.IsNotExist(err) {
+			t.Errorf("%s%s after remove: %v, want gone", run.ID, ext, err)
+		}
+	}
 }

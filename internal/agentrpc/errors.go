@@ -21,6 +21,7 @@ const (
 	CodeInternal         Code = "internal"
 	CodePrecondition     Code = "precondition_failed"  // an If-Match the file no longer matches
 	CodeNoSpace          Code = "insufficient_storage" // disk full or quota reached
+	CodeNotRunning       Code = "not_running"          // the session has ended
 )
 
 // Sentinel errors, one per code. Errors returned by Client match them with errors.Is.
@@ -35,12 +36,13 @@ var (
 	ErrInternal         = &Error{Code: CodeInternal, Message: "internal error"}
 	ErrPrecondition     = &Error{Code: CodePrecondition, Message: "precondition failed"}
 	ErrNoSpace          = &Error{Code: CodeNoSpace, Message: "no space left"}
+	ErrNotRunning       = &Error{Code: CodeNotRunning, Message: "session not running"}
 )
 
 var codes = map[Code]bool{
 	CodeNotFound: true, CodeExists: true, CodePermission: true, CodeInvalid: true,
 	CodeOutsideWorkspace: true, CodeTooLarge: true, CodeLimit: true, CodeInternal: true,
-	CodePrecondition: true, CodeNoSpace: true,
+	CodePrecondition: true, CodeNoSpace: true, CodeNotRunning: true,
 }
 
 // Error is a protocol error: a code and a human-readable message.

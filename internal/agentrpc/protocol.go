@@ -11,7 +11,8 @@ import (
 // Method names, as registered with net/rpc. Each takes a pointer to the
 // request type named in its comment and fills in the reply type.
 const (
-	MethodInfo = "Agent.Info" // Empty -> Info
+	MethodInfo   = "Agent.Info"   // Empty -> Info
+	MethodReload = "Agent.Reload" // ReloadRequest -> ReloadReply
 
 	MethodSessionStart  = "Session.Start"      // StartRequest -> Session
 	MethodSessionList   = "Session.List"       // Empty -> SessionList
@@ -22,6 +23,7 @@ const (
 	MethodSessionInput  = "Session.WriteInput" // InputRequest -> Empty
 	MethodSessionClose  = "Session.CloseInput" // SessionRef -> Empty
 	MethodSessionOutput = "Session.ReadOutput" // OutputRequest -> Output
+	MethodSessionRemove = "Session.Remove"     // SessionRef -> Empty
 
 	MethodFileStat   = "File.Stat"   // PathRequest -> FileInfo
 	MethodFileList   = "File.List"   // PathRequest -> DirList
@@ -49,6 +51,25 @@ const (
 	MaxWait        = 5 * time.Minute // longest ReadOutput wait
 	DefaultGrace   = 10 * time.Second
 )
+
+// ReloadRequest asks the agent to run the binary now installed at its path
+// without ending its sessions (only root and the agent's own user may).
+// Without Wait it starts a reload named Token; with Wait it asks how the
+// reload named Token went. The agent that answers may be the new binary.
+type ReloadRequest struct {
+	Token string // chosen by the caller, 1-64 letters and digits
+	Wait  bool
+}
+
+// ReloadReply answers a ReloadRequest. Done says the reload named Token is
+// over: Error is empty when the new binary serves, else the reason the old
+// one goes on serving. Without Done the reload is under way.
+type ReloadReply struct {
+	Done    bool
+	Error   string
+	Version string // the version of the agent answering
+	PID     int
+}
 
 // Empty is the request or reply of methods that need none.
 type Empty struct{}

@@ -26,6 +26,7 @@ var statusOf = map[agentrpc.Code]int{
 	agentrpc.CodeInternal:         http.StatusInternalServerError,
 	agentrpc.CodePrecondition:     http.StatusPreconditionFailed,
 	agentrpc.CodeNoSpace:          http.StatusInsufficientStorage,
+	agentrpc.CodeNotRunning:       http.StatusConflict,
 }
 
 // backendStatus maps the backend's failures to reach an agent to HTTP statuses.

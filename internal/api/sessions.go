@@ -58,7 +58,13 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request, t target) {
 	writeJSON(w, http.StatusOK, sessionOf(sess))
 }
 
+// stopSession stops a session; with ?remove=1 it then removes its record
+// and output, answering with the last record.
 func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, t target) {
+	remove, ok := boolParam(w, r, "remove")
+	if !ok {
+		return
+	}
 	var grace time.Duration
 	if g := queryValue(r, "grace"); g != "" {
 		d, err := time.ParseDuration(g)
@@ -77,6 +83,13 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, t target) {
 	}); err != nil {
 		s.agentError(w, r, err)
 		return
+	}
+	if remove {
+		if _, ok := s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+			return c.Call(ctx, agentrpc.MethodSessionRemove, &agentrpc.SessionRef{ID: sess.ID}, &agentrpc.Empty{})
+		}); !ok {
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, sessionOf(sess))
 }
@@ -124,6 +137,7 @@ func (s *Server) inputSession(w http.ResponseWriter, r *http.Request, t target) 
 	lift := s.bodyDeadline(w)
 	body := s.limitBody(w, r.Body)
 	buf := make([]byte, 64<<10)
+	sent := false
 	for {
 		n, rerr := io.ReadFull(body, buf)
 		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
@@ -138,15 +152,24 @@ func (s *Server) inputSession(w http.ResponseWriter, r *http.Request, t target) 
 			}); !ok {
 				return
 			}
+			sent = true
 		}
 		if rerr != nil { // the end of the body
 			lift()
 			break
 		}
 	}
-	if eof {
+	switch {
+	case eof:
 		if _, ok := s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
 			return c.CloseInput(ctx, id)
+		}); !ok {
+			return
+		}
+	case !sent: // nothing to write: still say whether the session exists
+		if _, ok := s.agentCall(w, r, t.User, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) error {
+			_, err := c.Session(ctx, id)
+			return err
 		}); !ok {
 			return
 		}

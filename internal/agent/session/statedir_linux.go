@@ -1,4 +1,4 @@
-package agent
+package session
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"syscall"
 )
 
-// ErrStateDirUnsafe is returned by New when the state dir or its sessions
+// ErrStateDirUnsafe is returned by New (and the agent's New) when the state dir or its sessions
 // dir could be changed by someone else: a symlink, another owner, or
 // writable by group or others. Anyone who can add entries there could plant
 // session records or make the agent write through a symlink.
@@ -38,8 +38,8 @@ func checkOwnDir(path string, uid uint32) error {
 	return nil
 }
 
-// makeOwnDir creates path (0700) if needed and checks it with checkOwnDir.
-func makeOwnDir(path string, uid uint32) error {
+// MakeOwnDir creates path (0700) if needed and checks it with checkOwnDir.
+func MakeOwnDir(path string, uid uint32) error {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		if cerr := checkOwnDir(path, uid); errors.Is(cerr, ErrStateDirUnsafe) {
 			return cerr // says better what is wrong

@@ -1,10 +1,7 @@
-package agent
+package session
 
 import (
-	"bytes"
 	"encoding/binary"
-	"os"
-	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -38,7 +35,7 @@ const (
 
 // waitLeader blocks until the leader has exited, without reaping it, and
 // returns its wait status; ok is false if that failed (cmd.Wait then says).
-func (ses *session) waitLeader() (ws syscall.WaitStatus, ok bool) {
+func (ses *Session) waitLeader() (ws syscall.WaitStatus, ok bool) {
 	var info unix.Siginfo
 	var err error
 	for {
@@ -68,7 +65,7 @@ func (ses *session) waitLeader() (ws syscall.WaitStatus, ok bool) {
 // recordLeftovers records the group's members other than the leader,
 // which must have exited and not be reaped yet, and marks the group as
 // about to be reaped. It is called before cmd.Wait.
-func (ses *session) recordLeftovers() {
+func (ses *Session) recordLeftovers() {
 	ses.reapMu.Lock()
 	defer ses.reapMu.Unlock()
 	ses.leftovers = map[int]uint64{}
@@ -82,9 +79,9 @@ func (ses *session) recordLeftovers() {
 
 // kill sends sig to the session's process group while its leader is not
 // reaped, else to its recorded leftovers.
-func (ses *session) kill(sig syscall.Signal) error {
+func (ses *Session) kill(sig syscall.Signal) error {
 	if ses.pgid <= 0 {
-		return errorf(agentrpc.CodeInvalid, "session %s has no process", ses.id)
+		return errorf(agentrpc.CodeNotRunning, "session %s has no process", ses.id)
 	}
 	ses.reapMu.Lock()
 	defer ses.reapMu.Unlock()
@@ -95,7 +92,7 @@ func (ses *session) kill(sig syscall.Signal) error {
 		err = unix.ESRCH
 	}
 	if err == unix.ESRCH {
-		return errorf(agentrpc.CodeInvalid, "session %s is not running", ses.id)
+		return ses.notRunning()
 	}
 	if err != nil {
 		return errorf(agentrpc.CodeInternal, "signal session %s: %v", ses.id, err)
@@ -105,7 +102,7 @@ func (ses *session) kill(sig syscall.Signal) error {
 
 // groupAlive reports whether the session has not ended yet (its record
 // saved), its leader is not reaped yet, or a recorded leftover still runs.
-func (ses *session) groupAlive() bool {
+func (ses *Session) groupAlive() bool {
 	if ses.pgid <= 0 {
 		return false // never started, or started by an earlier agent
 	}
@@ -120,7 +117,7 @@ func (ses *session) groupAlive() bool {
 // signalLeftovers signals each live leftover through a pidfd, after checking
 // that the pid still names the same process. It returns how many it
 // signalled. ses.reapMu must be held.
-func (ses *session) signalLeftovers(sig syscall.Signal) int {
+func (ses *Session) signalLeftovers(sig syscall.Signal) int {
 	n := 0
 	for _, pid := range ses.liveLeftovers() {
 		fd, err := unix.PidfdOpen(pid, 0)
@@ -142,7 +139,7 @@ func (ses *session) signalLeftovers(sig syscall.Signal) int {
 // liveLeftovers updates the recorded leftovers (drops those gone or whose
 // pid was reused, adds their children in the same group) and returns their
 // pids. ses.reapMu must be held.
-func (ses *session) liveLeftovers() []int {
+func (ses *Session) liveLeftovers() []int {
 	if len(ses.leftovers) == 0 {
 		return nil
 	}
@@ -167,74 +164,4 @@ func (ses *session) liveLeftovers() []int {
 		pids = append(pids, pid)
 	}
 	return pids
-}
-
-type procInfo struct {
-	ppid, pgid int
-	start      uint64
-	zombie     bool
-}
-
-// scanProcs reads /proc/*/stat. It runs as each session ends, so it reads
-// with one buffer and raw system calls.
-func scanProcs() map[int]procInfo {
-	out := map[int]procInfo{}
-	d, err := os.Open("/proc")
-	if err != nil {
-		return out
-	}
-	defer d.Close()
-	names, _ := d.Readdirnames(-1)
-	var buf [1024]byte
-	path := make([]byte, 0, 32)
-	for _, n := range names {
-		if n[0] < '1' || n[0] > '9' {
-			continue
-		}
-		pid, err := strconv.Atoi(n)
-		if err != nil {
-			continue
-		}
-		path = append(append(append(path[:0], "/proc/"...), n...), "/stat"...)
-		if p, ok := readProcStat(string(path), buf[:]); ok {
-			out[pid] = p
-		}
-	}
-	return out
-}
-
-// readProcStat reads and parses one /proc/PID/stat into buf.
-func readProcStat(path string, buf []byte) (procInfo, bool) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return procInfo{}, false
-	}
-	n, err := unix.Read(fd, buf)
-	unix.Close(fd)
-	if err != nil || n <= 0 {
-		return procInfo{}, false
-	}
-	b := buf[:n]
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procInfo{}, false
-	}
-	// Fields after the command: state ppid pgrp ... starttime (the 20th).
-	var p procInfo
-	field := 0
-	for _, f := range bytes.Fields(b[i+1:]) {
-		switch field {
-		case 0:
-			p.zombie = len(f) == 1 && f[0] == 'Z'
-		case 1:
-			p.ppid, _ = strconv.Atoi(string(f))
-		case 2:
-			p.pgid, _ = strconv.Atoi(string(f))
-		case 19:
-			p.start, _ = strconv.ParseUint(string(f), 10, 64)
-			return p, true
-		}
-		field++
-	}
-	return procInfo{}, false
 }

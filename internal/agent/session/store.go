@@ -1,4 +1,4 @@
-package agent
+package session
 
 import (
 	"crypto/rand"
@@ -56,11 +56,11 @@ func validID(id string) bool {
 	return true
 }
 
-func (m *sessions) recordPath(id string) string { return filepath.Join(m.dir, id+".json") }
-func (m *sessions) outputPath(id string) string { return filepath.Join(m.dir, id+".out") }
+func (m *Manager) recordPath(id string) string { return filepath.Join(m.dir, id+".json") }
+func (m *Manager) outputPath(id string) string { return filepath.Join(m.dir, id+".out") }
 
 // save writes rec atomically: temp file, fsync if durable, rename.
-func (m *sessions) save(rec record, durable bool) error {
+func (m *Manager) save(rec record, durable bool) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -89,7 +89,7 @@ func (m *sessions) save(rec record, durable bool) error {
 }
 
 // syncRecord makes a saved record durable.
-func (m *sessions) syncRecord(id string) {
+func (m *Manager) syncRecord(id string) {
 	if f, err := os.OpenFile(m.recordPath(id), os.O_RDONLY|unix.O_NOFOLLOW, 0); err == nil {
 		f.Sync()
 		f.Close()
@@ -97,24 +97,31 @@ func (m *sessions) syncRecord(id string) {
 }
 
 // remove deletes a session's files.
-func (m *sessions) remove(id string) {
+func (m *Manager) remove(id string) {
 	os.Remove(m.recordPath(id))
 	os.Remove(m.outputPath(id))
 }
 
 // loadRecords reads the records in the state dir, oldest first. Records that
-// say running belong to an agent that died: they become lost. Stray temp
+// say running belong to an agent that died, and become lost, unless adopt
+// holds the session, handed over by the agent before this one. Stray temp
 // files and outputs without a record are removed.
-func (m *sessions) loadRecords() ([]*session, error) {
+func (m *Manager) loadRecords(adopt map[string]*Session) ([]*Session, error) {
 	ents, err := os.ReadDir(m.dir)
 	if err != nil {
 		return nil, fmt.Errorf("read state dir: %w", err)
 	}
 	have := map[string]bool{}
-	var out []*session
+	var out []*Session
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || !validID(id) {
+			continue
+		}
+		if ses := adopt[id]; ses != nil {
+			ses.m = m
+			have[id] = true
+			out = append(out, ses)
 			continue
 		}
 		b, err := readNoFollow(m.recordPath(id))
@@ -123,12 +130,12 @@ func (m *sessions) loadRecords() ([]*session, error) {
 			err = json.Unmarshal(b, &rec)
 		}
 		if err != nil || rec.ID != id || rec.OutputCap <= 0 {
-			m.s.log.Warn("dropping unreadable session record", "session", id, "err", err)
+			m.log.Warn("dropping unreadable session record", "session", id, "err", err)
 			m.remove(id)
 			continue
 		}
 		have[id] = true
-		ses := &session{m: m, id: id, rec: rec, changed: make(chan struct{}), ended: make(chan struct{})}
+		ses := newSession(m, rec)
 		close(ses.ended)
 		ses.out = openOutput(m.outputPath(id), rec.OutputCap)
 		ses.rec.OutputSize = ses.out.Size()
@@ -137,6 +144,13 @@ func (m *sessions) loadRecords() ([]*session, error) {
 		}
 		out = append(out, ses)
 	}
+	for id, ses := range adopt {
+		if !have[id] { // its record was removed behind the agent's back
+			ses.m = m
+			have[id] = true
+			out = append(out, ses)
+		}
+	}
 	for _, e := range ents {
 		name := e.Name()
 		id, _, _ := strings.Cut(name, ".")
@@ -144,12 +158,12 @@ func (m *sessions) loadRecords() ([]*session, error) {
 			os.Remove(filepath.Join(m.dir, name))
 		}
 	}
-	slices.SortFunc(out, func(a, b *session) int { return a.rec.StartTime.Compare(b.rec.StartTime) })
+	slices.SortFunc(out, func(a, b *Session) int { return a.rec.StartTime.Compare(b.rec.StartTime) })
 	return out, nil
 }
 
 // markLost records that ses was running when its agent died.
-func (m *sessions) markLost(ses *session) {
+func (m *Manager) markLost(ses *Session) {
 	rec := &ses.rec
 	rec.State = agentrpc.StateLost
 	rec.Error = "the agent exited while the session ran"
@@ -161,15 +175,15 @@ func (m *sessions) markLost(ses *session) {
 		rec.EndTime = st.ModTime() // last output: the best guess of when it ended
 	}
 	if err := m.save(*rec, true); err != nil {
-		m.s.log.Warn("session record not saved", "session", rec.ID, "err", err)
+		m.log.Warn("session record not saved", "session", rec.ID, "err", err)
 	}
-	m.s.log.Info("session lost", "session", rec.ID, "pid", rec.PID)
+	m.log.Info("session lost", "session", rec.ID, "pid", rec.PID)
 }
 
 // prune removes the oldest finished sessions beyond Config.KeepSessions,
 // and beyond Config.OutputBudget bytes of output kept for finished sessions
 // together. m.mu must be held.
-func (m *sessions) prune() {
+func (m *Manager) prune() {
 	finished := 0
 	var bytes int64
 	for _, ses := range m.order {
@@ -178,7 +192,7 @@ func (m *sessions) prune() {
 			bytes += ses.out.kept()
 		}
 	}
-	keep, budget := m.s.cfg.KeepSessions, m.s.cfg.OutputBudget
+	keep, budget := m.cfg.KeepSessions, m.cfg.OutputBudget
 	if finished <= keep && bytes <= budget {
 		return
 	}

@@ -103,8 +103,9 @@ func TestSessionSignal(t *testing.T) {
 	if end := waitEnd(t, c, s.ID); end.Signal != "INT" {
 		t.Errorf("after SIGINT: %+v, want signal INT", end)
 	}
-	wantCode(t, "signal ended", c.Signal(ctx, s.ID, "TERM"), agentrpc.CodeInvalid)
-	wantCode(t, "resize ended", c.Resize(ctx, s.ID, 10, 10), agentrpc.CodeInvalid)
+	wantCode(t, "signal ended", c.Signal(ctx, s.ID, "TERM"), agentrpc.CodeNotRunning)
+	wantCode(t, "resize ended", c.Resize(ctx, s.ID, 10, 10), agentrpc.CodeNotRunning)
+	wantCode(t, "input ended", c.WriteInput(ctx, s.ID, []byte("x")), agentrpc.CodeNotRunning)
 }
 
 func TestSessionTTY(t *testing.T) {
@@ -373,7 +374,7 @@ func TestSessionSignalWhileExiting(t *testing.T) {
 			if err == nil {
 				continue
 			}
-			wantCode(t, fmt.Sprintf("session %d: signal %d after exit", i, n), err, agentrpc.CodeInvalid)
+			wantCode(t, fmt.Sprintf("session %d: signal %d after exit", i, n), err, agentrpc.CodeNotRunning)
 			break
 		}
 		if end := waitEnd(t, c, s.ID); end.State != agentrpc.StateExited || end.ExitCode != 0 {

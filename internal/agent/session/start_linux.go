@@ -1,4 +1,4 @@
-package agent
+package session
 
 import (
 	"fmt"
@@ -20,44 +20,44 @@ import (
 // defaultPath is the PATH of sessions that do not set one (systemd's default).
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// checkStart validates a start request and returns its cleaned cwd.
-func checkStart(req *agentrpc.StartRequest) (string, error) {
+// checkStart validates a start request.
+func checkStart(req *agentrpc.StartRequest) error {
 	if len(req.Argv) == 0 || req.Argv[0] == "" {
-		return "", errorf(agentrpc.CodeInvalid, "start: argv is empty; give the program and its arguments")
+		return errorf(agentrpc.CodeInvalid, "start: argv is empty; give the program and its arguments")
 	}
 	size := len(req.Name) + len(req.Cwd)
 	for _, a := range req.Argv {
 		if strings.IndexByte(a, 0) >= 0 {
-			return "", errorf(agentrpc.CodeInvalid, "start: argument %q contains a NUL byte", a)
+			return errorf(agentrpc.CodeInvalid, "start: argument %q contains a NUL byte", a)
 		}
 		size += len(a) + 1
 	}
 	for k, v := range req.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
-			return "", errorf(agentrpc.CodeInvalid, "start: environment variable %q: names must be non-empty without '=' or NUL, values without NUL", k)
+			return errorf(agentrpc.CodeInvalid, "start: environment variable %q: names must be non-empty without '=' or NUL, values without NUL", k)
 		}
 		size += len(k) + len(v) + 2
 	}
 	if size > agentrpc.MaxArgvEnvSize {
-		return "", errorf(agentrpc.CodeTooLarge, "start: argv, env and name take %d bytes, over the %d byte limit", size, agentrpc.MaxArgvEnvSize)
+		return errorf(agentrpc.CodeTooLarge, "start: argv, env and name take %d bytes, over the %d byte limit", size, agentrpc.MaxArgvEnvSize)
 	}
 	if !req.TTY && (req.Rows != 0 || req.Cols != 0) {
-		return "", errorf(agentrpc.CodeInvalid, "start: rows and cols need tty")
+		return errorf(agentrpc.CodeInvalid, "start: rows and cols need tty")
 	}
-	return cleanRel(req.Cwd)
+	return nil
 }
 
 // environ builds a session's environment: a clean base with the request's
 // variables laid over it.
-func (s *Server) environ(req *agentrpc.StartRequest, cwd string) []string {
+func (m *Manager) environ(req *agentrpc.StartRequest, cwd string) []string {
 	lang := os.Getenv("LANG")
 	if lang == "" {
 		lang = "C.UTF-8"
 	}
 	env := map[string]string{
-		"HOME": s.cfg.Home, "USER": s.cfg.User, "LOGNAME": s.cfg.User,
-		"SHELL": s.cfg.Shell, "PATH": defaultPath, "LANG": lang,
-		"PWD": filepath.Join(s.cfg.Workspace, cwd),
+		"HOME": m.cfg.Home, "USER": m.cfg.User, "LOGNAME": m.cfg.User,
+		"SHELL": m.cfg.Shell, "PATH": defaultPath, "LANG": lang,
+		"PWD": filepath.Join(m.cfg.Workspace, cwd),
 	}
 	if req.TTY {
 		env["TERM"] = "xterm-256color"
@@ -89,12 +89,22 @@ func lookPath(argv0, pathEnv string) (string, error) {
 	return "", fmt.Errorf("%q not found in PATH", argv0)
 }
 
-// start starts a session for caller. A process that cannot be started gives
-// a record in state failed, not an error.
-func (m *sessions) start(req *agentrpc.StartRequest, caller peercred.Cred) (agentrpc.Session, error) {
-	cwd, err := checkStart(req)
-	if err != nil {
+// Cwd is a start's working directory: an open directory in the workspace
+// and its path relative to the workspace. The agent resolves it (os.Root),
+// the Manager only starts the process there.
+type Cwd struct {
+	Dir *os.File
+	Rel string
+}
+
+// Start starts a session in cwd. A process that cannot be started gives a
+// record in state failed, not an error. caller is logged.
+func (m *Manager) Start(req *agentrpc.StartRequest, cwd Cwd, caller peercred.Cred) (agentrpc.Session, error) {
+	if err := checkStart(req); err != nil {
 		return agentrpc.Session{}, err
+	}
+	if st, err := cwd.Dir.Stat(); err != nil || !st.IsDir() {
+		return agentrpc.Session{}, errorf(agentrpc.CodeInvalid, "start: cwd %s is not a directory", cwd.Rel)
 	}
 	rows, cols := req.Rows, req.Cols
 	if rows == 0 {
@@ -103,30 +113,22 @@ func (m *sessions) start(req *agentrpc.StartRequest, caller peercred.Cred) (agen
 	if cols == 0 {
 		cols = 80
 	}
-	dir, err := m.s.root.Open(cwd)
-	if err != nil {
-		return agentrpc.Session{}, fileErr("start: cwd", cwd, err)
-	}
-	defer dir.Close()
-	if st, err := dir.Stat(); err != nil || !st.IsDir() {
-		return agentrpc.Session{}, errorf(agentrpc.CodeInvalid, "start: cwd %s is not a directory", cwd)
-	}
 	if err := m.reserve(); err != nil {
 		return agentrpc.Session{}, err
 	}
 	id := newID()
-	ses := &session{m: m, id: id, changed: make(chan struct{}), ended: make(chan struct{})}
-	ses.rec = record{
-		Session:   agentrpc.Session{ID: id, Name: req.Name, Argv: append([]string(nil), req.Argv...), Cwd: cwd, TTY: req.TTY, StartTime: time.Now()},
-		OutputCap: m.s.cfg.OutputCap,
-	}
-	ses.out, err = createOutput(m.outputPath(id), m.s.cfg.OutputCap)
+	ses := newSession(m, record{
+		Session:   agentrpc.Session{ID: id, Name: req.Name, Argv: append([]string(nil), req.Argv...), Cwd: cwd.Rel, TTY: req.TTY, StartTime: time.Now()},
+		OutputCap: m.cfg.OutputCap,
+	})
+	var err error
+	ses.out, err = createOutput(m.outputPath(id), m.cfg.OutputCap)
 	if err != nil {
 		m.release()
 		return agentrpc.Session{}, errorf(agentrpc.CodeInternal, "start: create output file: %v", bare(err))
 	}
-	env := m.s.environ(req, cwd)
-	cmd := &exec.Cmd{Args: req.Argv, Env: env, Dir: fmt.Sprintf("/proc/self/fd/%d", dir.Fd())}
+	env := m.environ(req, cwd.Rel)
+	cmd := &exec.Cmd{Args: req.Argv, Env: env, Dir: fmt.Sprintf("/proc/self/fd/%d", cwd.Dir.Fd())}
 	cmd.Path, err = lookPath(req.Argv[0], envValue(env, "PATH"))
 	if err == nil {
 		err = ses.launch(cmd, rows, cols)
@@ -134,38 +136,39 @@ func (m *sessions) start(req *agentrpc.StartRequest, caller peercred.Cred) (agen
 	if err != nil {
 		return m.failed(ses, err), nil
 	}
+	// The session reaps its leader itself (wait_linux.go); cmd.Wait is
+	// never called, so the exec package's copying goroutines must not exist:
+	// every standard stream is an *os.File.
 	ses.rec.PID = cmd.Process.Pid
 	ses.rec.ProcStart, _ = procStart(ses.rec.PID)
 	ses.rec.State = agentrpc.StateRunning
 	ses.pgid = cmd.Process.Pid
+	cmd.Process.Release()
 	// Not synced: the record must survive the agent, not the machine (a
 	// power loss ends the session too). The end record is synced.
 	if err := m.save(ses.rec, false); err != nil {
-		m.s.log.Warn("session record not saved", "session", id, "err", err)
+		m.log.Warn("session record not saved", "session", id, "err", err)
 	}
 	m.add(ses)
-	copied := make(chan struct{})
-	m.wg.Add(1)
-	go ses.copyOutput(copied)
-	go ses.wait(cmd.Wait, copied)
-	m.s.log.Info("session started", "session", id, "pid", cmd.Process.Pid, "argv0", req.Argv[0], "tty", req.TTY, "caller_uid", caller.UID, "caller_pid", caller.PID)
-	return ses.snapshot(), nil
+	ses.run()
+	m.log.Info("session started", "session", id, "pid", ses.pgid, "argv0", req.Argv[0], "tty", req.TTY, "caller_uid", caller.UID, "caller_pid", caller.PID)
+	return ses.Snapshot(), nil
 }
 
 // failed records a session whose process could not be started.
-func (m *sessions) failed(ses *session, err error) agentrpc.Session {
+func (m *Manager) failed(ses *Session, err error) agentrpc.Session {
 	ses.out.Close()
 	ses.rec.State = agentrpc.StateFailed
 	ses.rec.Error = "start: " + err.Error()
 	ses.rec.EndTime = time.Now()
 	close(ses.ended)
 	if err := m.save(ses.rec, true); err != nil {
-		m.s.log.Warn("session record not saved", "session", ses.rec.ID, "err", err)
+		m.log.Warn("session record not saved", "session", ses.rec.ID, "err", err)
 	}
 	m.add(ses)
 	m.release()
-	m.s.log.Info("session failed to start", "session", ses.rec.ID, "err", err)
-	return ses.snapshot()
+	m.log.Info("session failed to start", "session", ses.rec.ID, "err", err)
+	return ses.Snapshot()
 }
 
 func envValue(env []string, key string) string {
@@ -179,7 +182,7 @@ func envValue(env []string, key string) string {
 
 // launch starts cmd in its own process group (or session, with a tty),
 // wiring its standard streams to ses.
-func (ses *session) launch(cmd *exec.Cmd, rows, cols uint16) error {
+func (ses *Session) launch(cmd *exec.Cmd, rows, cols uint16) error {
 	if ses.rec.TTY {
 		master, slave, err := openPTY(rows, cols)
 		if err != nil {

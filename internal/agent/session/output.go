@@ -1,4 +1,4 @@
-package agent
+package session
 
 import (
 	"encoding/binary"
@@ -23,10 +23,21 @@ type outputFile struct {
 	path string
 	cap  int64
 
-	mu   sync.Mutex
-	f    *os.File // open while the session writes; nil after close
-	size int64
+	mu      sync.Mutex
+	f       *os.File // open while the session writes; nil after close
+	size    int64
+	removed bool // the session was removed: reads find nothing
 }
+
+// markRemoved makes later reads fail with errRemoved.
+func (o *outputFile) markRemoved() {
+	o.mu.Lock()
+	o.removed = true
+	o.mu.Unlock()
+}
+
+// errRemoved is returned by ReadAt once the session was removed.
+var errRemoved = errors.New("session removed")
 
 // createOutput creates a new, empty output file.
 func createOutput(path string, cap int64) (*outputFile, error) {
@@ -115,11 +126,14 @@ func (o *outputFile) kept() int64 {
 // errOffsetPastEnd is returned by ReadAt for offsets beyond Size.
 var errOffsetPastEnd = errors.New("offset past the end of output")
 
-// ReadAt reads up to max bytes from off. When off was dropped by the cap it
+// ReadAt reads up to max bytes from off into a buffer from buffer. When off was dropped by the cap it
 // reads from the first kept offset instead; from is where data starts.
-func (o *outputFile) ReadAt(off int64, max int) (data []byte, from, start, size int64, err error) {
+func (o *outputFile) ReadAt(off int64, max int, buffer func(int) []byte) (data []byte, from, start, size int64, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.removed {
+		return nil, off, 0, 0, errRemoved
+	}
 	size = o.size
 	start = size - o.cap
 	if start < 0 {
@@ -143,12 +157,11 @@ func (o *outputFile) ReadAt(off int64, max int) (data []byte, from, start, size 
 		}
 		defer f.Close()
 	}
-	data = getChunk(int(n))
+	data = buffer(int(n))
 	for got := int64(0); got < n; {
 		pos := (from + got) % o.cap
 		k := min(n-got, o.cap-pos)
 		if _, err := f.ReadAt(data[got:got+k], outHeader+pos); err != nil {
-			putChunk(data)
 			return nil, from, start, size, err
 		}
 		got += k
@@ -166,4 +179,21 @@ func (o *outputFile) Close() error {
 	err := o.f.Close()
 	o.f = nil
 	return err
+}
+
+// reopenOutput opens for writing the output file of a session handed over
+// by the image before this one, which had written size bytes. A file
+// removed meanwhile is created again (its bytes before size read as zeros):
+// the session matters more than its past output.
+func reopenOutput(path string, cap, size int64) (*outputFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	o := &outputFile{path: path, cap: cap, f: f, size: size}
+	if err := o.writeHeader(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return o, nil
 }

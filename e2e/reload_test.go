@@ -1,0 +1,432 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"octo/e2e/box"
+)
+
+// reloadVersion is the version string of the agent binary the reload
+// test installs.
+const reloadVersion = "e2e-reload"
+
+// buildAgentVersion builds octo-agent with another version string into
+// the share, and returns its path inside the box.
+func buildAgentVersion(t *testing.T, version string) string {
+	t.Helper()
+	name := "octo-agent-" + version
+	if _, err := os.Stat(filepath.Join(shareDir, "bin", name)); err == nil {
+		return "/octo-share/bin/" + name // built by an earlier test of this box
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X octo/internal/agent.Version="+version,
+		"-o", filepath.Join(shareDir, "bin", name), "./octo-agent")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, out)
+	}
+	os.Chmod(filepath.Join(shareDir, "bin", name), 0o755)
+	return "/octo-share/bin/" + name
+}
+
+// agentStatus is what the reload test reads of GET /api/v1/status.
+type agentStatus struct {
+	Agent struct {
+		Version         string `json:"version"`
+		PID             int    `json:"pid"`
+		RunningSessions int    `json:"running_sessions"`
+	} `json:"agent"`
+}
+
+// apiLoop calls the API until stop is closed: the status, a session and its
+// output. It records every call's latency and its failures.
+type apiLoop struct {
+	mu       sync.Mutex
+	lat      []time.Duration
+	at       []time.Time
+	failures []string
+	versions map[string]time.Time // first time each agent version answered
+}
+
+func runAPILoop(c *client, id string, stop <-chan struct{}, wg *sync.WaitGroup) *apiLoop {
+	l := &apiLoop{versions: map[string]time.Time{}}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			path := []string{"/api/v1/status", "/api/v1/sessions/" + id, "/api/v1/sessions/" + id + "/output?offset=0"}[i%3]
+			t0 := time.Now()
+			r, err := c.try("GET", path, nil)
+			d := time.Since(t0)
+			l.mu.Lock()
+			l.lat, l.at = append(l.lat, d), append(l.at, t0)
+			if err != nil || r.Status != http.StatusOK {
+				l.failures = append(l.failures, fmt.Sprintf("GET %s: %v %v", path, r, err))
+			} else if i%3 == 0 {
+				var st agentStatus
+				if json.Unmarshal(r.Body, &st) == nil {
+					if _, ok := l.versions[st.Agent.Version]; !ok {
+						l.versions[st.Agent.Version] = t0.Add(d)
+					}
+				}
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// during returns the latencies of the calls that overlapped [from, to], and
+// the median of the others.
+func (l *apiLoop) during(from, to time.Time) (in []time.Duration, medianOut time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []time.Duration
+	for i, t := range l.at {
+		if t.Before(to) && t.Add(l.lat[i]).After(from) {
+			in = append(in, l.lat[i])
+		} else {
+			out = append(out, l.lat[i])
+		}
+	}
+	slices.Sort(out)
+	if len(out) > 0 {
+		medianOut = out[len(out)/2]
+	}
+	return in, medianOut
+}
+
+// counterLines checks that out's complete lines are 1, 2, 3, ... and
+// returns how many.
+func counterLines(t *testing.T, out string) int {
+	t.Helper()
+	lines := strings.Split(out[:strings.LastIndexByte(out, '\n')], "\n")
+	for i, l := range lines {
+		if n, err := strconv.Atoi(l); err != nil || n != i+1 {
+			t.Fatalf("counter line %d is %q, want %d: output lost or repeated across the reload", i+1, l, i+1)
+		}
+	}
+	return len(lines)
+}
+
+// waitOutput polls a session's output until it contains want.
+func waitOutput(t *testing.T, c *client, id, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out := c.output(id)
+		if strings.Contains(out, want) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s: output lacks %q after 15s:\n%s", id, want, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// 9. systemctl reload runs a newly installed agent binary without ending
+// alice's sessions: same pids, output without a lost or repeated byte, tty
+// input still echoed, no failed API call; a broken binary leaves the old
+// agent serving.
+func TestReloadKeepsSessions(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	c := newClient(t, b, "alice")
+	const unit = "octo-agent@alice.service"
+	counter := c.start("/bin/sh", "-c", `i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done`)
+	var tty session
+	c.expect("POST", "/api/v1/sessions", map[string]any{"command": []string{"/bin/sh", "-i"}, "tty": true}, http.StatusCreated, &tty)
+	waitOutput(t, c, counter.ID, "\n10\n")
+	mainPID := unitProp(t, b, unit, "MainPID")
+	v2 := buildAgentVersion(t, reloadVersion)
+	defer func() {
+		if t.Failed() {
+			restoreAgent(t, b)
+		}
+	}()
+
+	if out, err := b.Run(ctx, "install", "-m", "0755", v2, "/usr/local/bin/octo-agent"); err != nil {
+		t.Fatalf("install the new agent: %v\n%s", err, out)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	loop := runAPILoop(c, counter.ID, stop, &wg)
+	time.Sleep(500 * time.Millisecond)
+	t0 := time.Now()
+	out, err := b.Run(ctx, "systemctl", "reload", unit)
+	t1 := time.Now()
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("systemctl reload %s: %v\n%s\njournal:\n%s", unit, err, out, journal(b, unit))
+	}
+	served, ok := loop.versions[reloadVersion]
+	in, median := loop.during(t0, t1)
+	t.Logf("systemctl reload took %v; the new binary answered %v after it began; %d calls overlapped the reload, the slowest %v (median of the others %v); %d calls in all",
+		t1.Sub(t0), served.Sub(t0), len(in), slices.Max(append(in, 0)), median, len(loop.lat))
+	if len(loop.failures) > 0 {
+		t.Errorf("%d of %d API calls failed across the reload; first: %s", len(loop.failures), len(loop.lat), loop.failures[0])
+	}
+	if !ok {
+		t.Errorf("no status call saw version %s; saw %v", reloadVersion, loop.versions)
+	}
+
+	if got := unitProp(t, b, unit, "MainPID"); got != mainPID {
+		t.Errorf("%s MainPID %s after reload, want %s (the same process)", unit, got, mainPID)
+	}
+	if exe, _ := b.Run(ctx, "readlink", "/proc/"+mainPID+"/exe"); strings.TrimSpace(exe) != "/usr/local/bin/octo-agent" {
+		t.Errorf("agent runs %q, want the new /usr/local/bin/octo-agent", strings.TrimSpace(exe))
+	}
+	var st agentStatus
+	c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
+	if st.Agent.Version != reloadVersion || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 2 {
+		t.Errorf("status after reload: %+v, want version %s, pid %s, 2 running sessions", st.Agent, reloadVersion, mainPID)
+	}
+	for _, s := range []session{counter, tty} {
+		var got session
+		c.expect("GET", "/api/v1/sessions/"+s.ID, nil, http.StatusOK, &got)
+		if got.PID != s.PID || got.State != "running" {
+			t.Errorf("session %s after reload: %+v, want pid %d running", s.ID, got, s.PID)
+		}
+	}
+	n := counterLines(t, waitOutput(t, c, counter.ID, "\n"+strconv.Itoa(counterLines(t, c.output(counter.ID))+10)+"\n"))
+	c.expect("POST", "/api/v1/sessions/"+tty.ID+"/input", []byte("echo tty-$((6*7))\n"), http.StatusNoContent, nil)
+	waitOutput(t, c, tty.ID, "tty-42")
+
+	// Binaries that cannot take over: one that runs but speaks another
+	// hand-over format (the agent refuses it, saying why), one that does
+	// not run at all (the reload command itself fails). Either way the
+	// reload fails and the agent and its sessions serve on.
+	for _, bad := range []struct{ name, script, journal string }{
+		{"another protocol", "#!/bin/sh\ncase $1 in reload) exec " + v2 + " \"$@\";; esac\necho octo-agent handover 99 octo-agentrpc/99\n", "cannot take over"},
+		{"not running", "#!/bin/sh\nexit 3\n", ""},
+	} {
+		if out, err := b.Sh(ctx, "printf '"+bad.script+"' >/tmp/broken && install -m 0755 /tmp/broken /usr/local/bin/octo-agent"); err != nil {
+			t.Fatalf("install a broken agent: %v\n%s", err, out)
+		}
+		if out, err := b.Run(ctx, "systemctl", "reload", unit); err == nil {
+			t.Errorf("%s: systemctl reload succeeded, want a failure:\n%s", bad.name, out)
+		}
+		if got := unitProp(t, b, unit, "ReloadResult"); got == "success" {
+			t.Errorf("%s: ReloadResult=%s after a failed reload", bad.name, got)
+		}
+		if j := journal(b, unit); !strings.Contains(j, bad.journal) {
+			t.Errorf("%s: journal lacks the failed reload's reason %q:\n%s", bad.name, bad.journal, j)
+		}
+		if got := isActive(ctx, b, unit); got != "active" {
+			t.Errorf("%s: %s is %q after a failed reload, want active", bad.name, unit, got)
+		}
+		c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
+		if st.Agent.Version != reloadVersion || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 2 {
+			t.Errorf("%s: status after a failed reload: %+v, want the same agent with 2 sessions", bad.name, st.Agent)
+		}
+		n = counterLines(t, waitOutput(t, c, counter.ID, "\n"+strconv.Itoa(n+10)+"\n"))
+	}
+
+	// The installer's upgrade path puts the suite's binary back: it reloads
+	// the running agents (the sessions go on) and restarts octo.service.
+	octoPID := unitProp(t, b, "octo.service", "MainPID")
+	if out, err := b.Sh(ctx, "OCTO_BINDIR=/octo-share/bin sh /octo-share/src/units/install.sh --upgrade"); err != nil {
+		t.Fatalf("install.sh --upgrade: %v\n%s", err, out)
+	} else if !strings.Contains(out, "reloaded "+unit) {
+		t.Errorf("install.sh --upgrade does not say it reloaded %s:\n%s", unit, out)
+	}
+	if got := unitProp(t, b, "octo.service", "MainPID"); got == octoPID || got == "0" {
+		t.Errorf("octo.service MainPID %s after install.sh --upgrade, want a new one (was %s)", got, octoPID)
+	}
+	c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
+	if st.Agent.Version != "dev" || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 2 {
+		t.Errorf("status after install.sh --upgrade: %+v, want version dev, pid %s, 2 sessions", st.Agent, mainPID)
+	}
+	counterLines(t, waitOutput(t, c, counter.ID, "\n"+strconv.Itoa(n+10)+"\n"))
+
+	// Stop still works on sessions started by the old binary.
+	var end session
+	c.expect("DELETE", "/api/v1/sessions/"+counter.ID+"?grace=2s", nil, http.StatusOK, &end)
+	if end.State != "exited" || end.Signal != "TERM" {
+		t.Errorf("stop after reloads: %+v, want exited by TERM", end)
+	}
+	c.expect("DELETE", "/api/v1/sessions/"+tty.ID+"?grace=2s", nil, http.StatusOK, nil)
+}
+
+// 10. A user's own agent (systemd --user) reloads the same way.
+func TestUserAgentReload(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	uid := idOf(t, b, "-u", "alice")
+	// As TestUserManagerAgent sets it up (again: each step is idempotent).
+	if out, err := b.Run(ctx, "loginctl", "enable-linger", "alice"); err != nil {
+		t.Fatalf("enable-linger: %v\n%s", err, out)
+	}
+	if out, err := b.Run(ctx, "timeout", "30", "systemctl", "--user", "-M", "alice@", "is-system-running", "--wait"); err != nil && !strings.Contains(out, "degraded") {
+		t.Fatalf("alice's systemd --user: %q %v", out, err)
+	}
+	script := `export HOME=/home/alice XDG_RUNTIME_DIR=/run/user/` + uid + `
+PREFIX=/usr/local sh /octo-share/src/units/install.sh --user --no-binaries
+mkdir -p ~/.config/systemd/user/octo.socket.d
+printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:3001\n' > ~/.config/systemd/user/octo.socket.d/port.conf
+systemctl --user daemon-reload
+systemctl --user enable --now octo-user.socket octo.socket`
+	if out, err := b.RunAs(ctx, "alice", "/bin/sh", "-ec", script); err != nil {
+		t.Fatalf("user install: %v\n%s", err, out)
+	}
+	api := func(method, path, body string) []byte {
+		t.Helper()
+		out, err := b.RunAs(ctx, "alice", "curl", "-sS", "-f", "-X", method, "--unix-socket", "/run/user/"+uid+"/octo.sock", "-d", body, "http://octo"+path)
+		if err != nil {
+			t.Fatalf("alice: %s %s: %v\n%s", method, path, err, out)
+		}
+		return []byte(out)
+	}
+	var s session
+	json.Unmarshal(api("POST", "/api/v1/sessions", `{"command":["sleep","1000"]}`), &s)
+	var before agentStatus
+	json.Unmarshal(api("GET", "/api/v1/status", ""), &before)
+	v2 := buildAgentVersion(t, reloadVersion)
+	defer func() {
+		if out, err := b.Sh(ctx, "install -m 0755 /octo-share/bin/octo-agent /usr/local/bin/octo-agent"); err != nil {
+			t.Errorf("restore the agent binary: %v\n%s", err, out)
+		}
+		b.Run(ctx, "systemctl", "--user", "-M", "alice@", "reload", "octo-user.service")
+		api("DELETE", "/api/v1/sessions/"+s.ID+"?remove=1", "")
+	}()
+	if out, err := b.Run(ctx, "install", "-m", "0755", v2, "/usr/local/bin/octo-agent"); err != nil {
+		t.Fatalf("install the new agent: %v\n%s", err, out)
+	}
+	if out, err := b.Run(ctx, "systemctl", "--user", "-M", "alice@", "reload", "octo-user.service"); err != nil {
+		t.Fatalf("systemctl --user reload octo-user.service: %v\n%s", err, out)
+	}
+	var after agentStatus
+	json.Unmarshal(api("GET", "/api/v1/status", ""), &after)
+	var got session
+	json.Unmarshal(api("GET", "/api/v1/sessions/"+s.ID, ""), &got)
+	if after.Agent.Version != reloadVersion || after.Agent.PID != before.Agent.PID || after.Agent.RunningSessions != before.Agent.RunningSessions {
+		t.Errorf("user agent after reload: %+v, want version %s, pid %d, %d sessions", after.Agent, reloadVersion, before.Agent.PID, before.Agent.RunningSessions)
+	}
+	if got.PID != s.PID || got.State != "running" {
+		t.Errorf("session after the user agent's reload: %+v, want pid %d running", got, s.PID)
+	}
+}
+
+// restoreAgent puts the suite's agent binary back and reloads alice's agent.
+func restoreAgent(t *testing.T, b *box.Box) {
+	ctx := context.Background()
+	if out, err := b.Sh(ctx, "install -m 0755 /octo-share/bin/octo-agent /usr/local/bin/octo-agent && systemctl reload octo-agent@alice.service"); err != nil {
+		t.Errorf("restore the agent binary: %v\n%s", err, out)
+	}
+}
+
+// journal returns a unit's journal lines.
+func journal(b *box.Box, unit string) string {
+	out, _ := b.Run(context.Background(), "journalctl", "--no-pager", "-o", "cat", "-u", unit)
+	return out
+}
+
+// BenchmarkReload reloads carol's agent (one running session) while a
+// client calls the API: reload-ms is systemctl reload's time (the new
+// binary serves when it returns), direct-ms the reload command's run as
+// carol without systemctl, handover-ms the agent's own hand-over
+// (RELOADING to adopted, from its log), call-max-ms the slowest call that
+// overlapped a reload, against call-p50-ms of the calls before the first
+// and call-max-outside-ms, the slowest call that overlapped none.
+func BenchmarkReload(b *testing.B) {
+	bx := setup(b)
+	ctx := context.Background()
+	c := newClient(b, bx, "carol")
+	const unit = "octo-agent@carol.service"
+	s := c.start("/bin/sh", "-c", `i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done`)
+	defer c.do("DELETE", "/api/v1/sessions/"+s.ID+"?grace=1s", nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	loop := runAPILoop(c, s.ID, stop, &wg)
+	time.Sleep(200 * time.Millisecond)
+	var total time.Duration
+	var windows [][2]time.Time
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if out, err := bx.Run(ctx, "systemctl", "reload", unit); err != nil {
+			b.Fatalf("reload: %v\n%s", err, out)
+		}
+		t1 := time.Now()
+		total += t1.Sub(t0)
+		windows = append(windows, [2]time.Time{t0, t1})
+		time.Sleep(100 * time.Millisecond) // calls between reloads
+	}
+	b.StopTimer()
+	// The same reload without systemctl: the reload command run as carol.
+	var direct time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if out, err := bx.RunAs(ctx, "carol", "/usr/local/bin/octo-agent", "reload", "--socket", "/run/octo/agent-carol.sock"); err != nil {
+			b.Fatalf("octo-agent reload: %v\n%s", err, out)
+		}
+		direct += time.Since(t0)
+		windows = append(windows, [2]time.Time{t0, time.Now()})
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	var worst time.Duration
+	for _, w := range windows {
+		in, _ := loop.during(w[0], w[1])
+		worst = max(worst, slices.Max(append(in, 0)))
+	}
+	_, p50 := loop.during(windows[0][0], windows[len(windows)-1][1]) // the calls before and after
+	// The slowest call that overlapped no reload: the machine's noise.
+	var worstOutside time.Duration
+	loop.mu.Lock()
+	for i, at := range loop.at {
+		overlaps := false
+		for _, w := range windows {
+			overlaps = overlaps || at.Before(w[1]) && at.Add(loop.lat[i]).After(w[0])
+		}
+		if !overlaps {
+			worstOutside = max(worstOutside, loop.lat[i])
+		}
+	}
+	loop.mu.Unlock()
+	if len(loop.failures) > 0 {
+		b.Errorf("%d of %d calls failed across %d reloads; first: %s", len(loop.failures), len(loop.lat), b.N, loop.failures[0])
+	}
+	var took []float64
+	for _, l := range strings.Split(journal(bx, unit), "\n") {
+		if _, v, ok := strings.Cut(l, "msg=\"agent reloaded\""); ok {
+			if _, d, ok := strings.Cut(v, "took="); ok {
+				if dd, err := time.ParseDuration(strings.Fields(d)[0]); err == nil {
+					took = append(took, float64(dd)/1e6)
+				}
+			}
+		}
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "reload-ms")
+	b.ReportMetric(float64(direct.Milliseconds())/float64(b.N), "direct-ms")
+	if len(took) > 0 {
+		b.ReportMetric(took[len(took)/2], "handover-ms")
+	}
+	b.ReportMetric(float64(worst)/1e6, "call-max-ms")
+	b.ReportMetric(float64(p50)/1e6, "call-p50-ms")
+	b.ReportMetric(float64(worstOutside)/1e6, "call-max-outside-ms")
+}
