@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"octo/e2e/box"
+	"octo/internal/slurm"
 )
 
 //go:embed cluster.sh
@@ -159,4 +160,25 @@ func (c *Cluster) NetnsPath(node string) (string, error) {
 		return "", fmt.Errorf("%w: %q", ErrNoNode, node)
 	}
 	return c.Box.Path("/var/run/netns/" + node), nil
+}
+
+// Runner runs client programs in the box as user ("" is root): a
+// slurm.Runner, as if on the controller's host.
+func (c *Cluster) Runner(user string) slurm.Runner { return runner{c, user} }
+
+type runner struct {
+	c    *Cluster
+	user string
+}
+
+func (r runner) Run(ctx context.Context, stdin []byte, argv ...string) ([]byte, error) {
+	cmd := r.c.Command(ctx, r.user, argv...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, &slurm.RunError{Argv: argv, Stderr: strings.TrimSpace(stderr.String()), Err: err}
+	}
+	return out, nil
 }
