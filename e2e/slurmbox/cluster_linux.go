@@ -159,7 +159,7 @@ func (c *Cluster) NetnsPath(node string) (string, error) {
 	if _, ok := NodeAddrs[node]; !ok {
 		return "", fmt.Errorf("%w: %q", ErrNoNode, node)
 	}
-	return c.Box.Path("/var/run/netns/" + node), nil
+	return c.Box.Path("/run/netns/" + node), nil
 }
 
 // Runner runs client programs in the box as user ("" is root): a
