@@ -48,7 +48,9 @@ type RefusedError struct {
 	Message string
 }
 
-func (e *RefusedError) Error() string { return "gateway refused the agent (" + e.Code + "): " + e.Message }
+func (e *RefusedError) Error() string {
+	return "gateway refused the agent (" + e.Code + "): " + e.Message
+}
 
 func refuse(code, msg string) *RefusedError { return &RefusedError{Code: code, Message: msg} }
 
