@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,59 +15,17 @@ import (
 	"octo/internal/slurm"
 )
 
-// clusterGateway is a gateway listening on the controller's address of a
-// real Slurm cluster, checking with its squeue, sinfo and unmunge.
+// clusterGateway is a gateway on a real Slurm cluster.
 type clusterGateway struct {
 	c    *slurmbox.Cluster
-	g    *gateway.Gateway
+	g    *slurmbox.Gateway
 	addr string
 	uids map[string]uint32
 }
 
 func startGateway(t *testing.T, c *slurmbox.Cluster) *clusterGateway {
-	t.Helper()
-	dir := t.TempDir()
-	ca, err := gateway.LoadOrCreateCA(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg := &clusterGateway{c: c, uids: map[string]uint32{}}
-	for _, u := range c.Users {
-		out, err := c.Run(context.Background(), "", "id", "-u", u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := strconv.ParseUint(strings.TrimSpace(out), 10, 32)
-		cg.uids[u] = uint32(n)
-	}
-	cg.g, err = gateway.New(gateway.Config{
-		CA: ca, Hosts: []string{slurmbox.CtlAddr}, Verifier: gateway.SlurmVerifier{R: c.Runner("")},
-		LookupUID: func(u string) (uint32, error) {
-			if n, ok := cg.uids[u]; ok {
-				return n, nil
-			}
-			return 0, errors.New("no such user")
-		},
-		Log: slog.New(slog.NewTextHandler(os.Stderr, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := c.Listen("tcp", slurmbox.CtlAddr+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg.addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cg.g.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway Run: %v", err)
-		}
-	})
-	return cg
+	g := slurmbox.StartGateway(t, c)
+	return &clusterGateway{c: c, g: g, addr: g.Addr, uids: g.UIDs}
 }
 
 // submit runs a job for launch as user on node (no singleton: the test
