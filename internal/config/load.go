@@ -58,6 +58,7 @@ func Default() Config {
 			Memory: 4 << 30,
 			PIDs:   4096,
 		},
+		Slurm: defaultSlurm(),
 	}
 }
 
@@ -162,9 +163,9 @@ func (c *Config) validate() error {
 		return keyError("server.max_streams_per_user", "%d must be at least 1", s.MaxStreamsPerUser)
 	}
 	switch c.Backend.Mode {
-	case ModeLocal, ModeContainer, ModeAuto:
+	case ModeLocal, ModeContainer, ModeAuto, ModeSlurm:
 	default:
-		return keyError("backend.mode", "%q is not one of \"local\", \"container\", \"auto\"", c.Backend.Mode)
+		return keyError("backend.mode", "%q is not one of \"local\", \"container\", \"auto\", \"slurm\"", c.Backend.Mode)
 	}
 	if !filepath.IsAbs(c.Local.SocketDir) {
 		return keyError("local.socket_dir", "%q must be an absolute path", c.Local.SocketDir)
@@ -176,6 +177,9 @@ func (c *Config) validate() error {
 		if name == "" || strings.ContainsAny(name, "/: \t\n") {
 			return keyError("users.allow", "%q is not a user name", name)
 		}
+	}
+	if c.Backend.Mode == ModeSlurm {
+		return c.Slurm.validate()
 	}
 	if c.Backend.Mode != ModeLocal {
 		return c.Container.validate()
