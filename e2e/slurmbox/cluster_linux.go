@@ -164,15 +164,24 @@ func (c *Cluster) NetnsPath(node string) (string, error) {
 
 // Runner runs client programs in the box as user ("" is root): a
 // slurm.Runner, as if on the controller's host.
-func (c *Cluster) Runner(user string) slurm.Runner { return runner{c, user} }
+func (c *Cluster) Runner(user string) slurm.Runner { return runner{c: c, user: user} }
+
+// RunnerEnv is Runner with env added to the programs' environment.
+func (c *Cluster) RunnerEnv(user string, env map[string]string) slurm.Runner {
+	return runner{c, user, env}
+}
 
 type runner struct {
 	c    *Cluster
 	user string
+	env  map[string]string
 }
 
 func (r runner) Run(ctx context.Context, stdin []byte, argv ...string) ([]byte, error) {
 	cmd := r.c.Command(ctx, r.user, argv...)
+	for k, v := range r.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"octo/internal/gateway"
@@ -19,12 +20,22 @@ type Gateway struct {
 	*gateway.Gateway
 	Addr string            // host:port agents dial
 	UIDs map[string]uint32 // of the cluster's users
+	stop func()
 }
 
 // StartGateway runs a gateway with a fresh CA until the test ends.
 func StartGateway(t testing.TB, c *Cluster) *Gateway {
+	return RunGateway(t, c, t.TempDir(), CtlAddr+":0")
+}
+
+// Stop stops the gateway (as a control plane restart would); it is safe to
+// call twice.
+func (g *Gateway) Stop() { g.stop() }
+
+// RunGateway runs a gateway on addr with the CA in dir (made if absent)
+// until Stop or the end of the test.
+func RunGateway(t testing.TB, c *Cluster, dir, addr string) *Gateway {
 	t.Helper()
-	dir := t.TempDir()
 	ca, err := gateway.LoadOrCreateCA(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +65,7 @@ func StartGateway(t testing.TB, c *Cluster) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := c.Listen("tcp", CtlAddr+":0")
+	ln, err := c.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +73,15 @@ func StartGateway(t testing.TB, c *Cluster) *Gateway {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway Run: %v", err)
-		}
-	})
+	var once sync.Once
+	g.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("gateway Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(g.stop)
 	return g
 }

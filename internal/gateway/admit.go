@@ -68,7 +68,7 @@ func (g *Gateway) admit(ctx context.Context, c *tls.Conn, h hello) (Identity, []
 	if !bootstrap {
 		g.launches.adopt(l.ID, l.User, l.UID, job.ID)
 	}
-	g.launches.setJob(l.ID, job.ID)
+	g.launches.admit(l.ID, job.ID)
 	return Identity{User: l.User, UID: l.UID, LaunchID: l.ID, JobID: job.ID, Node: job.Node}, cert, nil
 }
 

@@ -245,6 +245,15 @@ func (g *Gateway) Take(ctx context.Context, user string) (*Link, error) {
 	}
 }
 
+// TryTake returns user's parked link, or nil.
+func (g *Gateway) TryTake(user string) *Link {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	l := g.links[user]
+	delete(g.links, user)
+	return l
+}
+
 // Connected reports whether an untaken link of user is parked.
 func (g *Gateway) Connected(user string) bool {
 	g.mu.Lock()

@@ -12,12 +12,13 @@ import (
 
 // Launch is one submission of a user's agent.
 type Launch struct {
-	ID      string
-	User    string
-	UID     uint32
-	JobID   string // set once sbatch answered, or when adopted from squeue
-	Created time.Time
-	Adopted bool // found in squeue after a restart: no token, certificates only
+	ID       string
+	User     string
+	UID      uint32
+	JobID    string // set once sbatch answered, or when adopted from squeue
+	Created  time.Time
+	Adopted  bool // found in squeue after a restart: no token, certificates only
+	Admitted bool // its agent connected at least once
 
 	tokenHash [sha256.Size]byte
 	expires   time.Time
@@ -112,6 +113,15 @@ func (ls *launches) setJob(id, jobID string) error {
 	}
 	l.JobID = jobID
 	return nil
+}
+
+// admit records that the launch's agent was admitted, from job jobID.
+func (ls *launches) admit(id, jobID string) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if l := ls.m[id]; l != nil {
+		l.JobID, l.Admitted = jobID, true
+	}
 }
 
 func (ls *launches) remove(id string) {

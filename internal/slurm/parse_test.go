@@ -35,7 +35,7 @@ func TestParseJobID(t *testing.T) {
 	for _, tc := range []struct {
 		out, want string
 		ok        bool
-	}{{"42\n", "42", true}, {"42;octo\n", "42", true}, {"", "", false}, {"sbatch: error", "", false}} {
+	}{{"42\n", "42", true}, {"42;octo\n", "42", true}, {"sbatch: warning: x\n43\n", "43", true}, {"", "", false}, {"sbatch: error", "", false}} {
 		got, err := ParseJobID([]byte(tc.out))
 		if got != tc.want || (err == nil) != tc.ok {
 			t.Errorf("ParseJobID(%q) = %q, %v; want %q, ok=%v", tc.out, got, err, tc.want, tc.ok)

@@ -57,9 +57,14 @@ func SbatchArgs(s Spec) ([]string, error) {
 	return append(args, "--wrap=exec "+s.Agent), nil
 }
 
-// ParseJobID reads the job id sbatch --parsable prints ("ID" or "ID;CLUSTER").
+// ParseJobID reads the job id sbatch --parsable prints ("ID" or
+// "ID;CLUSTER") on its last line (warnings may come first when its standard
+// error is merged).
 func ParseJobID(out []byte) (string, error) {
 	s := strings.TrimSpace(string(out))
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
 	id, _, _ := strings.Cut(s, ";")
 	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
 		return "", fmt.Errorf("sbatch printed %q, not a job id", s)
