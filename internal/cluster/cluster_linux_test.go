@@ -34,8 +34,8 @@ func startControlPlane(t *testing.T, c *slurmbox.Cluster, caDir, addr string, tw
 	g := slurmbox.RunGateway(t, c, caDir, addr)
 	cfg := cluster.Config{
 		Gateway: g.Gateway, Advertise: g.Addr, Queue: c.Runner(""),
-		AsUser: func(u backend.User, env map[string]string) slurm.Runner { return c.RunnerEnv(u.Name, env) },
-		Spec:   slurm.Spec{Agent: slurmbox.AgentPath + " dial --idle-timeout 4s", TimeLimit: 5 * time.Minute},
+		AsUser:        func(u backend.User, env map[string]string) slurm.Runner { return c.RunnerEnv(u.Name, env) },
+		Spec:          slurm.Spec{Agent: slurmbox.AgentPath + " dial --idle-timeout 4s", TimeLimit: 5 * time.Minute},
 		LaunchTimeout: time.Minute, RequestWait: 30 * time.Second,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}
