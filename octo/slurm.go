@@ -67,6 +67,7 @@ func slurmRouter(ctx context.Context, cfg config.Config, log *slog.Logger) (*bac
 	if err != nil {
 		return nil, err
 	}
+	go placer.Watch(ctx, sc.CheckInterval.Duration)
 	if err := placer.Adopt(ctx, func(name string) (uint32, error) {
 		u, err := users.Lookup(name)
 		return u.UID, err

@@ -33,7 +33,8 @@ advertise = "10.99.1.1:3443"
 agent_command = "/usr/local/bin/octo-agent dial"
 idle_timeout = "6s"
 launch_timeout = "1m"
-request_wait = "20s"
+request_wait = "8s"
+check_interval = "2s"
 slurm_conf = "/etc/slurm/slurm.conf"
 `
 
@@ -217,4 +218,53 @@ func TestServeSlurm(t *testing.T) {
 	if next := s.status(ctx, t, "alice"); next.Job.ID == st.Job.ID {
 		t.Errorf("after idle exit, job %s again; want a new job", next.Job.ID)
 	}
+}
+
+// TestNodeFailure: when the node of alice's agent dies (every process in
+// its namespace killed), requests get a clear 502 or 503 until Slurm
+// declares the node down; then the next request places the agent on the
+// other node, where the session that ran on the dead node reads lost.
+func TestNodeFailure(t *testing.T) {
+	s := startServer(t, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	st := s.status(ctx, t, "alice")
+	code, body := s.api(ctx, t, "alice", "POST", "/api/v1/sessions", `{"command":["sleep","600"]}`)
+	var sess struct{ ID string }
+	if code != 201 || json.Unmarshal(body, &sess) != nil {
+		t.Fatalf("start session = %d %s", code, body)
+	}
+	dead := st.Job.Node
+	if out, err := s.c.Box.Sh(ctx, "for p in $(ip netns pids "+dead+"); do kill -9 $p; done"); err != nil {
+		t.Fatalf("kill node %s: %v %s", dead, err, out)
+	}
+	seen := map[int]int{}
+	for {
+		code, body := s.api(ctx, t, "alice", "GET", "/api/v1/status", "")
+		seen[code]++
+		if code == 200 {
+			var now status
+			json.Unmarshal(body, &now)
+			if now.Job != nil && now.Job.Node != dead {
+				break
+			}
+			t.Fatalf("status answered from the dead node %s: %s", dead, body)
+		}
+		if code != 502 && code != 503 {
+			t.Errorf("status while %s is dead = %d %s, want 502 or 503", dead, code, body)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("alice's agent never placed again; statuses %v\n%s", seen, s.journal("octo-e2e"))
+		}
+		time.Sleep(time.Second)
+	}
+	if seen[502]+seen[503] == 0 {
+		t.Errorf("no 502 or 503 while %s was dead (statuses %v)", dead, seen)
+	}
+	code, body = s.api(ctx, t, "alice", "GET", "/api/v1/sessions/"+sess.ID, "")
+	var got struct{ State string }
+	if code != 200 || json.Unmarshal(body, &got) != nil || got.State != "lost" {
+		t.Errorf("session from the dead node = %d %s, want state lost", code, body)
+	}
+	t.Logf("statuses while the node was dead: %v", seen)
 }

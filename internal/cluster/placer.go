@@ -38,7 +38,10 @@ type Config struct {
 }
 
 // Placer implements backend.SlurmPlacer.
-type Placer struct{ cfg Config }
+type Placer struct {
+	cfg   Config
+	links links
+}
 
 // New returns a placer.
 func New(cfg Config) (*Placer, error) {
@@ -102,6 +105,7 @@ func (p *Placer) checked(l *gateway.Link, u backend.User) (net.Conn, backend.Job
 		l.Conn.Close()
 		return nil, backend.Job{}, unavailable(fmt.Sprintf("the agent link for %s was proven for %s (uid %d); refused", u.Name, l.User, l.UID), nil)
 	}
+	p.links.add(u.Name, l.Conn, l.JobID)
 	return l.Conn, backend.Job{ID: l.JobID, Node: l.Node, State: slurm.StateRunning}, nil
 }
 

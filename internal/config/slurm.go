@@ -34,6 +34,9 @@ type Slurm struct {
 	// RequestWait is how long a request waits for its user's agent to
 	// connect before it is answered 503 (saying why the job is pending).
 	RequestWait Duration `toml:"request_wait"`
+	// CheckInterval is how often octo asks squeue whether the jobs of its
+	// agent links still run (a link whose job ended is closed).
+	CheckInterval Duration `toml:"check_interval"`
 	// Conf is SLURM_CONF for every Slurm client octo runs ("" = Slurm's
 	// default, /etc/slurm/slurm.conf).
 	Conf string `toml:"slurm_conf"`
@@ -46,6 +49,7 @@ func defaultSlurm() Slurm {
 		IdleTimeout:   Duration{15 * time.Minute},
 		LaunchTimeout: Duration{5 * time.Minute},
 		RequestWait:   Duration{30 * time.Second},
+		CheckInterval: Duration{10 * time.Second},
 		TimeLimit:     Duration{24 * time.Hour},
 		SbatchArgs:    []string{},
 	}
@@ -81,7 +85,7 @@ func (s Slurm) validate() error {
 	for _, d := range []struct {
 		key string
 		v   Duration
-	}{{"slurm.launch_timeout", s.LaunchTimeout}, {"slurm.request_wait", s.RequestWait}, {"slurm.idle_timeout", s.IdleTimeout}} {
+	}{{"slurm.launch_timeout", s.LaunchTimeout}, {"slurm.request_wait", s.RequestWait}, {"slurm.idle_timeout", s.IdleTimeout}, {"slurm.check_interval", s.CheckInterval}} {
 		if d.v.Duration <= 0 {
 			return keyError(d.key, "must be a positive duration such as \"30s\"")
 		}

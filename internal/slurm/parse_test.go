@@ -15,7 +15,7 @@ func TestSbatchArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"--parsable", "--job-name=octo-agent", "--dependency=singleton",
-		"--comment=octo-launch:abc-1", "--partition=p", "--account=acct", "--time=2", "--mem=1G",
+		"--comment=octo-launch:abc-1", "--no-requeue", "--partition=p", "--account=acct", "--time=2", "--mem=1G",
 		"--wrap=exec /usr/bin/octo-agent dial"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("sbatch args %q lack %q", args, want)

@@ -43,7 +43,10 @@ func SbatchArgs(s Spec) ([]string, error) {
 	args := []string{"sbatch", "--parsable", "--job-name=" + JobName, "--dependency=singleton",
 		"--comment=" + CommentPrefix + s.LaunchID,
 		"--export=PATH,HOME,USER,LANG," + strings.Join([]string{EnvGateway, EnvLaunch, EnvToken, EnvCASHA256}, ","),
-		"--output=/dev/null", "--nodes=1", "--ntasks=1"}
+		"--output=/dev/null", "--nodes=1", "--ntasks=1",
+		// A requeued job would start again with a spent token: after a node
+		// failure the next request submits a new one instead.
+		"--no-requeue"}
 	if s.Partition != "" {
 		args = append(args, "--partition="+s.Partition)
 	}
