@@ -72,6 +72,13 @@ func main() {
 		}
 	case "handover-check":
 		fmt.Println(checkLine())
+	case "dial": // placed by Slurm: dial the control plane's gateway (dial.go)
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		if err := dialMain(ctx, os.Args[2:], log); err != nil {
+			log.Error("octo-agent dial failed", "err", err)
+			os.Exit(1)
+		}
 	case "help", "-h", "--help":
 		fmt.Println("usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent version\nRun \"octo-agent serve --help\" for the flags.")
 	default:

@@ -44,7 +44,12 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	defer store.Close()
-	router, err := newRouter(cfg, log)
+	var router *backend.Router
+	if cfg.Backend.Mode == config.ModeSlurm {
+		router, err = slurmRouter(ctx, cfg, log) // slurm.go
+	} else {
+		router, err = newRouter(cfg, log)
+	}
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func (s *Server) acceptLoop(ln net.Listener, conns *connSet) error {
 			return err
 		}
 		backoff = 0
-		cred, err := peercred.Get(c)
+		cred, err := peerCred(c)
 		if err != nil {
 			s.log.Warn("peer denied: no credentials", "err", err)
 			c.Close()

@@ -208,7 +208,12 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	s.cfg.Metrics.AgentSeen(t.User.Name, info.PID)
+	var job *jobJSON
+	if ep.Job != nil {
+		job = &jobJSON{ID: ep.Job.ID, Node: ep.Job.Node}
+	}
 	writeJSON(w, http.StatusOK, statusJSON{
+		Job:       job,
 		Version:   s.cfg.Version,
 		Mode:      s.cfg.Pool.Router().Mode(),
 		Caller:    callerJSON{User: t.Caller.Name, Admin: t.Caller.Admin, Via: t.Caller.Via},

@@ -19,9 +19,15 @@ type statusJSON struct {
 	Version   string     `json:"version"`
 	Mode      string     `json:"mode"`
 	Caller    callerJSON `json:"caller"`
-	User      string     `json:"user"`      // the user acted for
-	Placement string     `json:"placement"` // where their agent runs
+	User      string     `json:"user"`          // the user acted for
+	Placement string     `json:"placement"`     // where their agent runs
+	Job       *jobJSON   `json:"job,omitempty"` // placement slurm: the agent's job
 	Agent     infoJSON   `json:"agent"`
+}
+
+type jobJSON struct {
+	ID   string `json:"id"`
+	Node string `json:"node"`
 }
 
 type infoJSON struct {

@@ -5,6 +5,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net"
 )
 
 // User is a Linux user the control plane serves.
@@ -24,12 +25,25 @@ const (
 	PlacementUser      Placement = "user"      // systemd --user octo-user.service, [local] user_socket
 	PlacementContainer Placement = "container" // octo-agent in a container, through the Docker Engine API
 	PlacementDev       Placement = "dev"       // in-process agent of `octo dev`
+	PlacementSlurm     Placement = "slurm"     // a Slurm job on a cluster node, dialed in through the gateway
 )
 
 // Endpoint is where a user's agent listens.
 type Endpoint struct {
 	Placement Placement
 	Socket    string // Unix socket path on the host
+	// Link, for an agent that dialed in (PlacementSlurm), is its verified
+	// connection, held by the gateway; Job says which job it is.
+	Link net.Conn
+	Job  *Job
+}
+
+// Job is the Slurm job of a dialed-in agent.
+type Job struct {
+	ID     string
+	Node   string
+	State  string // while pending, Reason says why
+	Reason string
 }
 
 // ContainerRuntime runs users' agents in containers. The container package

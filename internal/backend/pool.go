@@ -169,6 +169,11 @@ func (p *Pool) release(name string, c *conn, err error) {
 // stand in for the system agent, whose replies the control plane trusts
 // more than those of an agent u controls.
 func (p *Pool) dial(ctx context.Context, u User, ep Endpoint) (*agentrpc.Client, error) {
+	if ep.Placement == PlacementSlurm {
+		// The gateway proved who dialed in (launch token, job, node,
+		// MUNGE, then its certificate): no socket to check.
+		return agentrpc.NewClient(ep.Link), nil
+	}
 	dctx, cancel := context.WithTimeout(ctx, p.connectTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -248,7 +253,10 @@ func (p *Pool) closeIdle(idle time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for name, c := range p.conns {
-		if c.inflight == 0 && time.Since(c.lastUse) >= idle {
+		// A dialed-in agent ends itself (and its job) when its link carries
+		// no request for its idle timeout; closing the link would only make
+		// it dial again.
+		if c.inflight == 0 && time.Since(c.lastUse) >= idle && c.ep.Placement != PlacementSlurm {
 			c.client.Close()
 			delete(p.conns, name)
 		}

@@ -19,6 +19,7 @@ type RouterConfig struct {
 	Local     config.Local // socket_dir, user_socket
 	Container string       // [container] socket_dir
 	Runtime   ContainerRuntime
+	Slurm     SlurmPlacer // mode slurm
 	// DevSocket, when set, is the socket of `octo dev`'s in-process agent,
 	// which serves DevUID only. Mode is then ignored.
 	DevSocket string
@@ -30,7 +31,10 @@ type Router struct{ cfg RouterConfig }
 
 // NewRouter returns a router. Modes container and auto need a Runtime.
 func NewRouter(cfg RouterConfig) (*Router, error) {
-	if cfg.DevSocket == "" && cfg.Mode != config.ModeLocal && cfg.Runtime == nil {
+	if cfg.DevSocket == "" && cfg.Mode == config.ModeSlurm && cfg.Slurm == nil {
+		return nil, fmt.Errorf("backend.mode %q: no Slurm placer", cfg.Mode)
+	}
+	if cfg.DevSocket == "" && cfg.Mode != config.ModeLocal && cfg.Mode != config.ModeSlurm && cfg.Runtime == nil {
 		return nil, fmt.Errorf("backend.mode %q needs a container runtime", cfg.Mode)
 	}
 	return &Router{cfg: cfg}, nil
@@ -74,11 +78,13 @@ func (r *Router) Endpoint(ctx context.Context, u User) (Endpoint, error) {
 		if u.UID != r.cfg.DevUID {
 			return Endpoint{}, unavailable(fmt.Sprintf("octo dev serves only uid %d, not %s", r.cfg.DevUID, u.Name), nil)
 		}
-		return Endpoint{PlacementDev, r.cfg.DevSocket}, nil
+		return Endpoint{Placement: PlacementDev, Socket: r.cfg.DevSocket}, nil
 	}
 	switch r.cfg.Mode {
 	case config.ModeContainer:
 		return r.container(ctx, u)
+	case config.ModeSlurm:
+		return r.slurm(ctx, u)
 	case config.ModeAuto:
 		ep, lerr := r.local(u)
 		if lerr == nil {
@@ -97,13 +103,13 @@ func (r *Router) local(u User) (Endpoint, error) {
 	sys := r.SocketPath(PlacementSystem, u)
 	serr := socketExists(sys)
 	if serr == nil {
-		return Endpoint{PlacementSystem, sys}, nil
+		return Endpoint{Placement: PlacementSystem, Socket: sys}, nil
 	}
 	fix := fmt.Sprintf("no agent socket for %s at %s (run: systemctl enable --now octo-agent@%s.socket", u.Name, sys, u.Name)
 	if us := r.SocketPath(PlacementUser, u); us != "" {
 		uerr := socketExists(us)
 		if uerr == nil {
-			return Endpoint{PlacementUser, us}, nil
+			return Endpoint{Placement: PlacementUser, Socket: us}, nil
 		}
 		fix += fmt.Sprintf("; or, as %s: systemctl --user enable --now octo-user.socket, for %s", u.Name, us)
 		if !errors.Is(uerr, fs.ErrNotExist) {
@@ -126,7 +132,7 @@ func (r *Router) container(ctx context.Context, u User) (Endpoint, error) {
 		return Endpoint{}, &Error{Code: CodeFailed,
 			Message: "start agent container for " + u.Name, Err: err}
 	}
-	return Endpoint{PlacementContainer, sock}, nil
+	return Endpoint{Placement: PlacementContainer, Socket: sock}, nil
 }
 
 func socketExists(path string) error {

@@ -62,6 +62,7 @@ func Default() Config {
 			Memory: 4 << 30,
 			PIDs:   4096,
 		},
+		Slurm: defaultSlurm(),
 	}
 }
 
@@ -309,9 +310,9 @@ func (c *Config) validate() error {
 		return keyError("server.max_requests_per_user", "%d is below server.max_streams_per_user (%d): every stream is a request too", s.MaxRequestsPerUser, s.MaxStreamsPerUser)
 	}
 	switch c.Backend.Mode {
-	case ModeLocal, ModeContainer, ModeAuto:
+	case ModeLocal, ModeContainer, ModeAuto, ModeSlurm:
 	default:
-		return keyError("backend.mode", "%q is not one of \"local\", \"container\", \"auto\"", c.Backend.Mode)
+		return keyError("backend.mode", "%q is not one of \"local\", \"container\", \"auto\", \"slurm\"", c.Backend.Mode)
 	}
 	if !filepath.IsAbs(c.Local.SocketDir) {
 		return keyError("local.socket_dir", "%q must be an absolute path", c.Local.SocketDir)
@@ -323,6 +324,9 @@ func (c *Config) validate() error {
 		if name == "" || strings.ContainsAny(name, "/: \t\n") {
 			return keyError("users.allow", "%q is not a user name", name)
 		}
+	}
+	if c.Backend.Mode == ModeSlurm {
+		return c.Slurm.validate()
 	}
 	if c.Backend.Mode != ModeLocal {
 		return c.Container.validate()

@@ -15,6 +15,7 @@ type Config struct {
 	Local     Local     `toml:"local"`
 	Users     Users     `toml:"users"`
 	Container Container `toml:"container"`
+	Slurm     Slurm     `toml:"slurm"`
 }
 
 // Server configures the control plane's own listeners and limits.
@@ -53,7 +54,7 @@ type Server struct {
 
 // Backend chooses where users' agents run.
 type Backend struct {
-	Mode string `toml:"mode"` // "local", "container" or "auto"
+	Mode string `toml:"mode"` // "local", "container", "auto" or "slurm"
 }
 
 // Local configures agents that systemd runs on the host.
