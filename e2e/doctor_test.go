@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"octo/e2e/box"
+	"octo/internal/agentrpc"
 )
 
 // doctor runs `octo doctor ARGS` in the box (as root, or as user with
@@ -128,7 +129,7 @@ printf '#!/bin/sh\necho "octo-agent 0.9 (protocol octo-agentrpc/1)"\n' >/usr/loc
 chmod 0755 /usr/local/bin/octo-agent`,
 		fix:  "mv -f /usr/local/bin/octo-agent.good /usr/local/bin/octo-agent",
 		args: []string{"--user", "dave"}, // no agent to start with the wrong binary
-		what: "octo-agent", wantMsg: "speaks octo-agentrpc/1, octo speaks octo-agentrpc/2",
+		what: "octo-agent", wantMsg: "speaks octo-agentrpc/1, octo speaks " + strings.TrimSpace(agentrpc.Preamble),
 		wantFix: "fix: install octo and octo-agent from one build",
 	}, {
 		name:    "config with an unknown key",
