@@ -37,7 +37,7 @@ func TestAccessLog(t *testing.T) {
 		want                    string // regexp of the one line
 	}{
 		{"PUT", "/api/v1/files/logged.txt", h.tokMe, "hello",
-			`user=` + h.me + ` route="PUT /api/v1/files/{path...}" path=/api/v1/files/logged.txt status=200 bytes=\d+ ` + dur + ` received=5`},
+			`user=` + h.me + ` route="PUT /api/v1/files/{path...}" path=/api/v1/files/logged.txt status=201 bytes=\d+ ` + dur + ` received=5`},
 		{"GET", "/api/v1/files/logged.txt", h.tokMe, "",
 			`user=` + h.me + ` route="GET /api/v1/files/{path...}" path=/api/v1/files/logged.txt status=200 bytes=5 ` + dur + `$`},
 		{"GET", "/api/v1/status?user=" + h.other, h.tokAdmin, "",
