@@ -66,7 +66,7 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (ls *launches) create(user string, uid uint32, ttl time.Duration) (*Launch, string) {
+func (ls *launches) create(user string, uid uint32, ttl time.Duration) (Launch, string) {
 	token := randomString(32)
 	l := &Launch{ID: randomString(12), User: user, UID: uid, Created: time.Now(),
 		tokenHash: sha256.Sum256([]byte(token)), expires: time.Now().Add(ttl)}
@@ -76,7 +76,7 @@ func (ls *launches) create(user string, uid uint32, ttl time.Duration) (*Launch,
 		ls.m = map[string]*Launch{}
 	}
 	ls.m[l.ID] = l
-	return l, token
+	return *l, token // a copy made under the lock: redeem writes l later
 }
 
 // adopt records a launch found running in squeue after a restart.
