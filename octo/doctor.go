@@ -67,6 +67,7 @@ var doctorChecks = []struct {
 	{"systemd", (*doctor).checkSystemd},
 	{"runtime dir", (*doctor).checkRuntimeDir},
 	{"state", (*doctor).checkState},
+	{"tls", (*doctor).checkTLS},
 	{"versions", (*doctor).checkVersions},
 	{"control plane", (*doctor).checkControlPlane},
 	{"users", (*doctor).checkUsers},

@@ -57,10 +57,16 @@ func newTestCA(t *testing.T) *testCA {
 // to dir/cert.pem and dir/key.pem.
 func (ca *testCA) issue(t *testing.T, dir string, serial int64) (certPath, keyPath string) {
 	t.Helper()
+	return ca.issueValid(t, dir, serial, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+}
+
+// issueValid is issue with the given validity.
+func (ca *testCA) issueValid(t *testing.T, dir string, serial int64, notBefore, notAfter time.Time) (certPath, keyPath string) {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "octo"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		NotBefore: notBefore, NotAfter: notAfter,
 		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
 	}
