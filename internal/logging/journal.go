@@ -22,19 +22,20 @@ type SendFunc func(message string, priority journal.Priority, fields map[string]
 type JournalHandler struct {
 	send     SendFunc
 	ident    string
+	level    slog.Leveler
 	fallback slog.Handler
 	prefix   string      // open groups, "g1.g2."
 	attrs    []slog.Attr // from WithAttrs, keys already prefixed
 }
 
-// NewJournalHandler returns a handler sending with send under the syslog
-// identifier ident, falling back to fallback when sending fails.
-func NewJournalHandler(send SendFunc, ident string, fallback slog.Handler) *JournalHandler {
-	return &JournalHandler{send: send, ident: ident, fallback: fallback}
+// NewJournalHandler returns a handler sending records from level on with
+// send under the syslog identifier ident, falling back to fallback when
+// sending fails.
+func NewJournalHandler(send SendFunc, ident string, level slog.Leveler, fallback slog.Handler) *JournalHandler {
+	return &JournalHandler{send: send, ident: ident, level: level, fallback: fallback}
 }
 
-// Enabled logs Info and above.
-func (h *JournalHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h *JournalHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
 
 func (h *JournalHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	h2 := *h

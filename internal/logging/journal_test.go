@@ -36,9 +36,10 @@ func capture(fail bool) (*[]entry, logging.SendFunc) {
 func TestJournalFields(t *testing.T) {
 	got, send := capture(false)
 	var fb bytes.Buffer
-	log := slog.New(logging.NewJournalHandler(send, "octo", logging.NewTextHandler(&fb)))
+	log := slog.New(logging.NewJournalHandler(send, "octo", slog.LevelInfo, logging.NewTextHandler(&fb, slog.LevelInfo)))
 	log.With("user", "alice").Info("request", "route", "GET /api/v1/status", "status", 200, "session", "s1", "bytes", int64(12))
 	log.WithGroup("agent").Warn("slow", "err", "it took 3s")
+	log.Debug("below the level")
 	if len(*got) != 2 {
 		t.Fatalf("sent %d entries, want 2", len(*got))
 	}
@@ -70,7 +71,7 @@ func TestJournalFields(t *testing.T) {
 func TestJournalFallback(t *testing.T) {
 	_, send := capture(true)
 	var fb bytes.Buffer
-	log := slog.New(logging.NewJournalHandler(send, "octo", logging.NewTextHandler(&fb)))
+	log := slog.New(logging.NewJournalHandler(send, "octo", slog.LevelInfo, logging.NewTextHandler(&fb, slog.LevelInfo)))
 	log.Info("request", "user", "bob")
 	if got := fb.String(); !strings.Contains(got, "msg=request user=bob") || strings.Contains(got, "time=") {
 		t.Errorf("fallback wrote %q, want the record as text without time", got)
@@ -94,8 +95,8 @@ func BenchmarkRequestLine(b *testing.B) {
 		slog.String("path", "/api/v1/files/notes/todo.txt"), slog.Int("status", 200), slog.Int64("bytes", 1024),
 		slog.Duration("duration", 1234567)}
 	for name, h := range map[string]slog.Handler{
-		"text":    logging.NewTextHandler(io.Discard),
-		"journal": logging.NewJournalHandler(func(string, journal.Priority, map[string]string) error { return nil }, "octo", logging.NewTextHandler(io.Discard)),
+		"text":    logging.NewTextHandler(io.Discard, slog.LevelInfo),
+		"journal": logging.NewJournalHandler(func(string, journal.Priority, map[string]string) error { return nil }, "octo", slog.LevelInfo, logging.NewTextHandler(io.Discard, slog.LevelInfo)),
 	} {
 		log := slog.New(h)
 		ctx := context.Background()
