@@ -46,7 +46,7 @@ func TestJournalFields(t *testing.T) {
 	e := (*got)[0]
 	for k, want := range map[string]string{
 		"OCTO_USER": "alice", "OCTO_ROUTE": "GET /api/v1/status", "OCTO_STATUS": "200",
-		"OCTO_SESSION": "s1", "OCTO_BYTES": "12", "SYSLOG_IDENTIFIER": "octo",
+		"OCTO_SESSION": "s1", "SYSLOG_IDENTIFIER": "octo",
 	} {
 		if e.fields[k] != want {
 			t.Errorf("field %s = %q, want %q (fields %v)", k, e.fields[k], want, e.fields)
@@ -58,9 +58,12 @@ func TestJournalFields(t *testing.T) {
 	if e.pri != journal.PriInfo {
 		t.Errorf("priority %d, want info (%d)", e.pri, journal.PriInfo)
 	}
+	if _, ok := e.fields["OCTO_BYTES"]; ok || len(e.fields) != 5 {
+		t.Errorf("fields %v: want only the ones to search by (bytes stays in MESSAGE)", e.fields)
+	}
 	w := (*got)[1]
-	if w.fields["OCTO_AGENT_ERR"] != "it took 3s" || w.pri != journal.PriWarning {
-		t.Errorf("grouped warning: fields %v priority %d; want OCTO_AGENT_ERR and warning", w.fields, w.pri)
+	if w.msg != `slow agent.err="it took 3s"` || w.pri != journal.PriWarning {
+		t.Errorf("grouped warning: MESSAGE %q priority %d; want the group's key and warning", w.msg, w.pri)
 	}
 	if fb.Len() != 0 {
 		t.Errorf("fallback written though the journal took the entries: %q", fb.String())
@@ -75,16 +78,6 @@ func TestJournalFallback(t *testing.T) {
 	log.Info("request", "user", "bob")
 	if got := fb.String(); !strings.Contains(got, "msg=request user=bob") || strings.Contains(got, "time=") {
 		t.Errorf("fallback wrote %q, want the record as text without time", got)
-	}
-}
-
-func TestFieldName(t *testing.T) {
-	for key, want := range map[string]string{
-		"user": "OCTO_USER", "caller_uid": "OCTO_CALLER_UID", "a.b-c": "OCTO_A_B_C", "Ü": "OCTO___",
-	} {
-		if got := logging.FieldName(key); got != want {
-			t.Errorf("FieldName(%q) = %q, want %q", key, got, want)
-		}
 	}
 }
 
