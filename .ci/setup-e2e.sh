@@ -24,8 +24,10 @@ if [ -n "$missing" ]; then
 	case $missing in *prometheus*)
 		# (disable works without a running systemd too: each test box boots
 		# from this root.)
-		systemctl disable prometheus.service prometheus-node-exporter.service 2>/dev/null || true
-		systemctl stop prometheus.service prometheus-node-exporter.service 2>/dev/null || true
+		for u in prometheus.service prometheus-node-exporter.service; do
+			systemctl disable "$u" 2>/dev/null || true
+			systemctl stop "$u" 2>/dev/null || true
+		done
 		;;
 	esac
 fi
