@@ -23,7 +23,12 @@ if [ -n "$missing" ]; then
 	# Only promtool is wanted: a Prometheus server the package may have
 	# started would scrape and listen for nothing.
 	case $missing in *prometheus*)
-		systemctl disable --now prometheus.service prometheus-node-exporter.service 2>/dev/null || true
+		# (disable works without a running systemd too: each test box boots
+		# from this root.)
+		for u in prometheus.service prometheus-node-exporter.service; do
+			systemctl disable "$u" 2>/dev/null || true
+			systemctl stop "$u" 2>/dev/null || true
+		done
 		;;
 	esac
 fi

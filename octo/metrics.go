@@ -25,7 +25,7 @@ func serveMetricsListener(addr string, m *metrics.Metrics, log *slog.Logger) (st
 // serveMetrics serves m at /metrics on ln until stop is called.
 func serveMetrics(ln net.Listener, m *metrics.Metrics, log *slog.Logger) (stop func()) {
 	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) {
-		log.Warn("metrics_listen is not a loopback address: anyone who can reach it reads the metrics (user names, routes)", "addr", ln.Addr().String())
+		log.Warn("metrics_listen is not a loopback address: anyone who can reach it reads the metrics, without authentication", "addr", ln.Addr().String())
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m)

@@ -1,12 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -185,5 +187,44 @@ func BenchmarkObserve(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A body copied from a file keeps the server's ReadFrom (sendfile) path
+// and is counted; so are bytes read from the request body.
+func TestObserveCountsReadFrom(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, bytes.Repeat([]byte("x"), 100<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var log lockedWriter
+	log.b = &strings.Builder{}
+	s := New(Config{Log: slog.New(slog.NewTextHandler(&log, nil))})
+	usedReadFrom := false
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.observe(w, r, func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			f, err := os.Open(p)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			_, usedReadFrom = w.(io.ReaderFrom)
+			io.Copy(w, f)
+		})
+	}))
+	defer ts.Close()
+	resp, err := http.Post(ts.URL+"/x", "text/plain", strings.NewReader("abc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n != 100<<10 || !usedReadFrom {
+		t.Fatalf("got %d bytes, ReadFrom %v", n, usedReadFrom)
+	}
+	if got := log.String(); !strings.Contains(got, "bytes=102400") || !strings.Contains(got, "received=3") {
+		t.Errorf("log %q, want bytes=102400 and received=3", got)
 	}
 }

@@ -15,26 +15,27 @@ type SendFunc func(message string, priority journal.Priority, fields map[string]
 
 // JournalHandler writes records to the journal natively: MESSAGE is the
 // message followed by the attributes as key=value (as journalctl shows it),
-// PRIORITY follows the level, and every attribute is also a field of its
-// own, OCTO_ and its key in upper case ("user" is OCTO_USER, "err" OCTO_ERR,
-// "group.key" OCTO_GROUP_KEY). An entry the journal refuses goes to the
-// fallback handler.
+// PRIORITY follows the level, and the attributes one selects entries by
+// (searchFields: user, route, status, session, caller, code) are also
+// fields of their own, OCTO_USER and so on. An entry the journal refuses
+// goes to the fallback handler.
 type JournalHandler struct {
 	send     SendFunc
 	ident    string
+	level    slog.Leveler
 	fallback slog.Handler
 	prefix   string      // open groups, "g1.g2."
 	attrs    []slog.Attr // from WithAttrs, keys already prefixed
 }
 
-// NewJournalHandler returns a handler sending with send under the syslog
-// identifier ident, falling back to fallback when sending fails.
-func NewJournalHandler(send SendFunc, ident string, fallback slog.Handler) *JournalHandler {
-	return &JournalHandler{send: send, ident: ident, fallback: fallback}
+// NewJournalHandler returns a handler sending records from level on with
+// send under the syslog identifier ident, falling back to fallback when
+// sending fails.
+func NewJournalHandler(send SendFunc, ident string, level slog.Leveler, fallback slog.Handler) *JournalHandler {
+	return &JournalHandler{send: send, ident: ident, level: level, fallback: fallback}
 }
 
-// Enabled logs Info and above.
-func (h *JournalHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h *JournalHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
 
 func (h *JournalHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	h2 := *h
@@ -77,7 +78,9 @@ func (h *JournalHandler) Handle(ctx context.Context, r slog.Record) error {
 		msg.WriteString(key)
 		msg.WriteByte('=')
 		msg.WriteString(quote(s))
-		fields[FieldName(key)] = s
+		if f, ok := searchFields[key]; ok {
+			fields[f] = s
+		}
 	}
 	for _, a := range h.attrs {
 		flatten("", a, add)
@@ -111,37 +114,19 @@ func flatten(prefix string, a slog.Attr, add func(string, slog.Value)) {
 	add(prefix+a.Key, v)
 }
 
-// FieldName is the journal field of an attribute key: OCTO_ and the key in
-// upper case, every character but letters and digits made '_'.
-func FieldName(key string) string {
-	if f, ok := knownFields[key]; ok {
-		return f
-	}
-	var b strings.Builder
-	b.Grow(5 + len(key))
-	b.WriteString("OCTO_")
-	for i := 0; i < len(key); i++ {
-		switch c := key[i]; {
-		case 'a' <= c && c <= 'z':
-			b.WriteByte(c - 'a' + 'A')
-		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-			b.WriteByte(c)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
+// searchFields are the attributes that are also journal fields of their
+// own, to select entries by: OCTO_ and the key in capitals. Only these: the
+// journal indexes every field value, and per-request values (bytes,
+// duration, path) would double what each line costs journald
+// (BenchmarkAccessLogJournald in e2e); they stay in MESSAGE.
+var searchFields = map[string]string{
+	KeyUser:    "OCTO_USER",
+	KeyRoute:   "OCTO_ROUTE",
+	KeyStatus:  "OCTO_STATUS",
+	KeySession: "OCTO_SESSION",
+	"caller":   "OCTO_CALLER",
+	"code":     "OCTO_CODE",
 }
-
-// knownFields are the field names of the keys every request line has,
-// made once.
-var knownFields = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{KeyUser, KeyRoute, KeyStatus, KeyBytes, KeyDuration, KeySession, "path", "caller", "code", "received", "err"} {
-		m[k] = "OCTO_" + strings.ToUpper(k)
-	}
-	return m
-}()
 
 func priority(l slog.Level) journal.Priority {
 	switch {

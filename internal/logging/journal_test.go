@@ -36,16 +36,17 @@ func capture(fail bool) (*[]entry, logging.SendFunc) {
 func TestJournalFields(t *testing.T) {
 	got, send := capture(false)
 	var fb bytes.Buffer
-	log := slog.New(logging.NewJournalHandler(send, "octo", logging.NewTextHandler(&fb)))
+	log := slog.New(logging.NewJournalHandler(send, "octo", slog.LevelInfo, logging.NewTextHandler(&fb, slog.LevelInfo)))
 	log.With("user", "alice").Info("request", "route", "GET /api/v1/status", "status", 200, "session", "s1", "bytes", int64(12))
 	log.WithGroup("agent").Warn("slow", "err", "it took 3s")
+	log.Debug("below the level")
 	if len(*got) != 2 {
 		t.Fatalf("sent %d entries, want 2", len(*got))
 	}
 	e := (*got)[0]
 	for k, want := range map[string]string{
 		"OCTO_USER": "alice", "OCTO_ROUTE": "GET /api/v1/status", "OCTO_STATUS": "200",
-		"OCTO_SESSION": "s1", "OCTO_BYTES": "12", "SYSLOG_IDENTIFIER": "octo",
+		"OCTO_SESSION": "s1", "SYSLOG_IDENTIFIER": "octo",
 	} {
 		if e.fields[k] != want {
 			t.Errorf("field %s = %q, want %q (fields %v)", k, e.fields[k], want, e.fields)
@@ -57,9 +58,12 @@ func TestJournalFields(t *testing.T) {
 	if e.pri != journal.PriInfo {
 		t.Errorf("priority %d, want info (%d)", e.pri, journal.PriInfo)
 	}
+	if _, ok := e.fields["OCTO_BYTES"]; ok || len(e.fields) != 5 {
+		t.Errorf("fields %v: want only the ones to search by (bytes stays in MESSAGE)", e.fields)
+	}
 	w := (*got)[1]
-	if w.fields["OCTO_AGENT_ERR"] != "it took 3s" || w.pri != journal.PriWarning {
-		t.Errorf("grouped warning: fields %v priority %d; want OCTO_AGENT_ERR and warning", w.fields, w.pri)
+	if w.msg != `slow agent.err="it took 3s"` || w.pri != journal.PriWarning {
+		t.Errorf("grouped warning: MESSAGE %q priority %d; want the group's key and warning", w.msg, w.pri)
 	}
 	if fb.Len() != 0 {
 		t.Errorf("fallback written though the journal took the entries: %q", fb.String())
@@ -70,20 +74,10 @@ func TestJournalFields(t *testing.T) {
 func TestJournalFallback(t *testing.T) {
 	_, send := capture(true)
 	var fb bytes.Buffer
-	log := slog.New(logging.NewJournalHandler(send, "octo", logging.NewTextHandler(&fb)))
+	log := slog.New(logging.NewJournalHandler(send, "octo", slog.LevelInfo, logging.NewTextHandler(&fb, slog.LevelInfo)))
 	log.Info("request", "user", "bob")
 	if got := fb.String(); !strings.Contains(got, "msg=request user=bob") || strings.Contains(got, "time=") {
 		t.Errorf("fallback wrote %q, want the record as text without time", got)
-	}
-}
-
-func TestFieldName(t *testing.T) {
-	for key, want := range map[string]string{
-		"user": "OCTO_USER", "caller_uid": "OCTO_CALLER_UID", "a.b-c": "OCTO_A_B_C", "Ü": "OCTO___",
-	} {
-		if got := logging.FieldName(key); got != want {
-			t.Errorf("FieldName(%q) = %q, want %q", key, got, want)
-		}
 	}
 }
 
@@ -94,8 +88,8 @@ func BenchmarkRequestLine(b *testing.B) {
 		slog.String("path", "/api/v1/files/notes/todo.txt"), slog.Int("status", 200), slog.Int64("bytes", 1024),
 		slog.Duration("duration", 1234567)}
 	for name, h := range map[string]slog.Handler{
-		"text":    logging.NewTextHandler(io.Discard),
-		"journal": logging.NewJournalHandler(func(string, journal.Priority, map[string]string) error { return nil }, "octo", logging.NewTextHandler(io.Discard)),
+		"text":    logging.NewTextHandler(io.Discard, slog.LevelInfo),
+		"journal": logging.NewJournalHandler(func(string, journal.Priority, map[string]string) error { return nil }, "octo", slog.LevelInfo, logging.NewTextHandler(io.Discard, slog.LevelInfo)),
 	} {
 		log := slog.New(h)
 		ctx := context.Background()

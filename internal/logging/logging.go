@@ -25,12 +25,25 @@ const (
 )
 
 // New returns the logger of a binary: native journald logging when
-// $JOURNAL_STREAM says stderr is the journal, else text on stderr.
+// $JOURNAL_STREAM says stderr is the journal, else text on stderr. It logs
+// Info and above, or from the level $OCTO_LOG_LEVEL names (debug, info,
+// warn, error).
 func New() *slog.Logger {
+	level := levelFrom(os.Getenv("OCTO_LOG_LEVEL"))
+	text := NewTextHandler(os.Stderr, level)
 	if onJournal() {
-		return slog.New(NewJournalHandler(journal.Send, filepath.Base(os.Args[0]), NewTextHandler(os.Stderr)))
+		return slog.New(NewJournalHandler(journal.Send, filepath.Base(os.Args[0]), level, text))
 	}
-	return slog.New(NewTextHandler(os.Stderr))
+	return slog.New(text)
+}
+
+// levelFrom parses a level name; anything else is Info.
+func levelFrom(s string) slog.Level {
+	var l slog.Level
+	if l.UnmarshalText([]byte(s)) != nil {
+		return slog.LevelInfo
+	}
+	return l
 }
 
 // onJournal reports whether stderr is connected to the journal, as systemd
@@ -40,10 +53,10 @@ func onJournal() bool {
 	return ok && err == nil && journal.Enabled()
 }
 
-// NewTextHandler logs text to w without timestamps: journald, or whatever
-// collects stderr, adds its own.
-func NewTextHandler(w io.Writer) slog.Handler {
-	return slog.NewTextHandler(w, &slog.HandlerOptions{ReplaceAttr: dropTime})
+// NewTextHandler logs text from level on to w, without timestamps:
+// journald, or whatever collects stderr, adds its own.
+func NewTextHandler(w io.Writer, level slog.Leveler) slog.Handler {
+	return slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime})
 }
 
 func dropTime(groups []string, a slog.Attr) slog.Attr {
