@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"octo/internal/backend"
 	"octo/internal/config"
 	"octo/internal/metrics"
+	"octo/internal/passwd"
 	"octo/internal/tokens"
 )
 
@@ -129,13 +129,11 @@ func devWorkspace(flagValue string) (string, error) {
 }
 
 func currentUser() (backend.User, error) {
-	u, err := user.Current()
+	e, err := passwd.Current()
 	if err != nil {
 		return backend.User{}, fmt.Errorf("who am I: %w", err)
 	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return backend.User{Name: u.Username, UID: uint32(uid), GID: uint32(gid), Home: u.HomeDir}, nil
+	return backend.User{Name: e.Name, UID: e.UID, GID: e.GID, Home: e.Home}, nil
 }
 
 // startDevAgent serves the agent for me on sock until ctx ends; the returned

@@ -3,23 +3,16 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"os"
+	"octo/internal/passwd"
 	"os/user"
 	"strconv"
 )
 
 // CurrentUser returns the login name and home of the user the process runs
-// as: from its passwd entry, else from $USER and $HOME (a minimal container
-// may have no entry for its uid).
+// as (passwd.Current).
 func CurrentUser() (name, home string, err error) {
-	if u, err := user.LookupId(strconv.Itoa(os.Getuid())); err == nil {
-		return u.Username, u.HomeDir, nil
-	}
-	name, home = os.Getenv("USER"), os.Getenv("HOME")
-	if name == "" || home == "" {
-		return "", "", fmt.Errorf("uid %d has no passwd entry and $USER or $HOME is unset; set them or pass --user and --home", os.Getuid())
-	}
-	return name, home, nil
+	e, err := passwd.Current()
+	return e.Name, e.Home, err
 }
 
 // ErrUnknownUser is returned by LookupUID for a name with no passwd entry.

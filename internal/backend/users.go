@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"octo/internal/config"
+	"octo/internal/passwd"
 )
 
 // ErrUserNotServed matches lookups of users that do not exist or that the
@@ -47,7 +47,7 @@ func NewUsers(policy config.Users) *Users {
 	return &Users{policy: policy, self: uint32(os.Getuid()),
 		overflowUID: overflowID("/proc/sys/kernel/overflowuid"),
 		overflowGID: overflowID("/proc/sys/kernel/overflowgid"),
-		passwd:      "/etc/passwd", cache: map[cacheKey]cachedUser{}}
+		passwd:      passwd.File, cache: map[cacheKey]cachedUser{}}
 }
 
 // overflowID reads the kernel's overflow uid or gid, 65534 unless set otherwise.
@@ -172,7 +172,7 @@ func (s *Users) allowed(u User, pu *user.User) error {
 	case u.UID == s.overflowUID || u.GID == s.overflowGID:
 		return deny(fmt.Sprintf("has the overflow uid or gid (%d:%d, the kernel's \"nobody\") and is not listed in users.allow", u.UID, u.GID))
 	}
-	shell, err := loginShell(s.passwd, u.Name)
+	shell, err := passwd.Shell(s.passwd, u.Name)
 	if err != nil {
 		return deny(fmt.Sprintf("has no login shell to check (%v) and is not listed in users.allow", err))
 	}
@@ -197,36 +197,6 @@ func (s *Users) allowed(u User, pu *user.User) error {
 		return nil
 	}
 	return deny("is not in users.allow nor in group " + p.Group)
-}
-
-// loginShell returns name's login shell from the passwd file (its seventh
-// field; an empty one means /bin/sh).
-func loginShell(passwd, name string) (string, error) {
-	f, err := os.Open(passwd)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	prefix := []byte(name + ":")
-	for sc.Scan() {
-		line := sc.Bytes()
-		if !bytes.HasPrefix(line, prefix) {
-			continue
-		}
-		fields := bytes.Split(line, []byte(":"))
-		if len(fields) != 7 {
-			return "", fmt.Errorf("malformed entry for %s in %s", name, passwd)
-		}
-		if len(fields[6]) == 0 {
-			return "/bin/sh", nil
-		}
-		return string(fields[6]), nil
-	}
-	if err := sc.Err(); err != nil {
-		return "", err
-	}
-	return "", fmt.Errorf("no entry for %s in %s", name, passwd)
 }
 
 // noLogin reports whether shell refuses logins: nologin or false, wherever
