@@ -214,7 +214,7 @@ func TestBindRefusals(t *testing.T) {
 	tests := []struct {
 		path, want string
 	}{
-		{stale, "another agent is listening"},
+		{stale, "another server is listening"},
 		{regular, "not a socket"},
 	}
 	for _, tt := range tests {

@@ -3,14 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
-	"os"
 
 	"github.com/coreos/go-systemd/v22/activation"
 
 	"octo/internal/config"
+	"octo/internal/unixsock"
 )
 
 // listeners returns the sockets systemd passed (by FileDescriptorName=:
@@ -49,7 +48,10 @@ func listeners(sc config.Server, log *slog.Logger) ([]namedListener, error) {
 		out = append(out, namedListener{name: "http", ln: ln})
 	}
 	if !have["api"] && sc.APISocket != "" {
-		ln, err := listenUnix(sc.APISocket)
+		// Mode 0666: anyone may connect; callers are told apart by
+		// their peer credentials. A live octo's socket is refused, not
+		// taken over.
+		ln, err := unixsock.Listen(sc.APISocket, 0o666)
 		if err != nil {
 			closeAll(out)
 			return nil, fmt.Errorf("key server.api_socket: %w", err)
@@ -60,23 +62,6 @@ func listeners(sc config.Server, log *slog.Logger) ([]namedListener, error) {
 		return nil, errors.New("nothing to listen on: set server.listen or server.api_socket, or start octo.socket")
 	}
 	return out, nil
-}
-
-// listenUnix binds a Unix socket anyone may connect to (callers are told
-// apart by their peer credentials), replacing a stale socket file.
-func listenUnix(path string) (net.Listener, error) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() == fs.ModeSocket {
-		os.Remove(path)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o666); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
 }
 
 func closeAll(lns []namedListener) {
