@@ -9,11 +9,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"time"
 
 	"octo/internal/agent"
 	"octo/internal/api"
+	"octo/internal/atomicfile"
 	"octo/internal/backend"
 	"octo/internal/config"
 	"octo/internal/metrics"
@@ -161,12 +160,7 @@ func startDevAgent(ctx context.Context, me backend.User, ws, runDir, sock string
 }
 
 func writeTokenFile(path, secret string) error {
-	tmp := path + ".tmp" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	if err := os.WriteFile(tmp, []byte(secret+"\n"), 0o600); err != nil {
-		return fmt.Errorf("token file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, []byte(secret+"\n"), 0o600, atomicfile.Options{}); err != nil {
 		return fmt.Errorf("token file: %w", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"octo/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -137,36 +138,17 @@ func (s *Store) lock() (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// write replaces the file atomically: a 0600 temporary file, synced, renamed.
+// write replaces the file atomically and durably, mode 0600, owned like
+// the state directory.
 func (s *Store) write(m map[[sha256.Size]byte]*Token) error {
 	data, err := json.MarshalIndent(fileFormat{Tokens: ptrs(sorted(m))}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("token store: %w", err)
 	}
-	tmp, err := os.CreateTemp(s.dir, ".tokens-*.tmp")
+	err = atomicfile.Write(s.path(), append(data, '\n'), 0o600, atomicfile.Options{Durable: true,
+		Prepare: func(tmp *os.File) error { s.chownLikeDir(tmp.Name()); return nil }})
 	if err != nil {
 		return fmt.Errorf("token store: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op once renamed
-	if err := tmp.Chmod(0o600); err == nil {
-		_, err = tmp.Write(append(data, '\n'))
-		if err == nil {
-			err = tmp.Sync()
-		}
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("token store: %w", err)
-	}
-	s.chownLikeDir(tmp.Name())
-	if err := os.Rename(tmp.Name(), s.path()); err != nil {
-		return fmt.Errorf("token store: %w", err)
-	}
-	if d, err := os.Open(s.dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
