@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"octo/internal/bytesize"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,13 +52,13 @@ func parseServe(args []string) (*options, error) {
 	})
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", o.idleTimeout, "exit after this long with no connection and no running session (0 = never)")
 	fs.IntVar(&o.maxSessions, "max-sessions", 0, "most sessions running at once (0 = 64)")
-	fs.Func("output-cap", "output bytes kept per session, e.g. 8MiB (default 8MiB)", func(s string) error {
-		n, err := parseSize(s)
+	fs.Func("output-cap", "output bytes kept per session, e.g. 8M (default 8M; 0 = default)", func(s string) error {
+		n, err := bytesize.Parse(s)
 		o.outputCap = n
 		return err
 	})
-	fs.Func("output-budget", "output bytes kept for all finished sessions together, oldest pruned first, e.g. 1GiB (default 256MiB)", func(s string) error {
-		n, err := parseSize(s)
+	fs.Func("output-budget", "output bytes kept for all finished sessions together, oldest pruned first, e.g. 1G (default 256M; 0 = default)", func(s string) error {
+		n, err := bytesize.Parse(s)
 		o.outputBudget = n
 		return err
 	})
@@ -83,19 +84,4 @@ func parseServe(args []string) (*options, error) {
 		}
 	}
 	return o, nil
-}
-
-// parseSize parses a byte count with an optional K, M, G (or KiB, MiB, GiB)
-// suffix, all powers of 1024.
-func parseSize(s string) (int64, error) {
-	num := strings.TrimRight(s, "KMGiBkmgb")
-	unit := strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(s[len(num):], "B"), "b"))
-	unit = strings.TrimSuffix(unit, "I")
-	shift := map[string]uint{"": 0, "K": 10, "M": 20, "G": 30}
-	sh, ok := shift[unit]
-	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
-	if !ok || err != nil || n <= 0 || n > 1<<40>>sh {
-		return 0, fmt.Errorf("%q is not a size like 8MiB or 1048576", s)
-	}
-	return n << sh, nil
 }

@@ -271,23 +271,6 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"1048576", 1 << 20, true}, {"8MiB", 8 << 20, true}, {"8M", 8 << 20, true}, {"512k", 512 << 10, true},
-		{"1GiB", 1 << 30, true}, {"0", 0, false}, {"-1", 0, false}, {"lots", 0, false}, {"8XB", 0, false}, {"", 0, false},
-	}
-	for _, tt := range tests {
-		got, err := parseSize(tt.in)
-		if got != tt.want || (err == nil) != tt.ok {
-			t.Errorf("parseSize(%q) = %d, %v; want %d ok=%v", tt.in, got, err, tt.want, tt.ok)
-		}
-	}
-}
-
 func needRoot(t *testing.T, why string) {
 	if os.Getuid() == 0 {
 		return

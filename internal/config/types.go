@@ -3,8 +3,7 @@ package config
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
+	"octo/internal/bytesize"
 	"time"
 )
 
@@ -115,26 +114,8 @@ func (s *ByteSize) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// ParseByteSize parses "123", "512k", "64M", "2G" (powers of 1024; a trailing "b"/"iB" is allowed).
+// ParseByteSize parses a size as package bytesize does.
 func ParseByteSize(s string) (ByteSize, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "ib"), "b")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'k':
-			mult, t = 1<<10, t[:n-1]
-		case 'm':
-			mult, t = 1<<20, t[:n-1]
-		case 'g':
-			mult, t = 1<<30, t[:n-1]
-		case 't':
-			mult, t = 1<<40, t[:n-1]
-		}
-	}
-	v, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
-	if err != nil || v < 0 || v > (1<<62)/mult {
-		return 0, fmt.Errorf("invalid size %q (use e.g. 1048576, \"512k\", \"64M\", \"2G\")", s)
-	}
-	return ByteSize(v * mult), nil
+	v, err := bytesize.Parse(s)
+	return ByteSize(v), err
 }
