@@ -52,8 +52,10 @@ type agentStatus struct {
 	} `json:"agent"`
 }
 
-// apiLoop calls the API until stop is closed: the status, a session and its
-// output. It records every call's latency and its failures.
+// apiLoop calls the API until stop is closed: the status, a session, its
+// output, and input to a sink session (a call octo does not repeat by
+// itself, unless the agent says it did not run it). It records every
+// call's latency and its failures.
 type apiLoop struct {
 	mu       sync.Mutex
 	lat      []time.Duration
@@ -62,7 +64,7 @@ type apiLoop struct {
 	versions map[string]time.Time // first time each agent version answered
 }
 
-func runAPILoop(c *client, id string, stop <-chan struct{}, wg *sync.WaitGroup) *apiLoop {
+func runAPILoop(c *client, id, sink string, stop <-chan struct{}, wg *sync.WaitGroup) *apiLoop {
 	l := &apiLoop{versions: map[string]time.Time{}}
 	wg.Add(1)
 	go func() {
@@ -73,15 +75,18 @@ func runAPILoop(c *client, id string, stop <-chan struct{}, wg *sync.WaitGroup) 
 				return
 			default:
 			}
-			path := []string{"/api/v1/status", "/api/v1/sessions/" + id, "/api/v1/sessions/" + id + "/output?offset=0"}[i%3]
+			method, path, body, want := "GET", []string{"/api/v1/status", "/api/v1/sessions/" + id, "/api/v1/sessions/" + id + "/output?offset=0", ""}[i%4], any(nil), http.StatusOK
+			if i%4 == 3 {
+				method, path, body, want = "POST", "/api/v1/sessions/"+sink+"/input", []byte("x\n"), http.StatusNoContent
+			}
 			t0 := time.Now()
-			r, err := c.try("GET", path, nil)
+			r, err := c.try(method, path, body)
 			d := time.Since(t0)
 			l.mu.Lock()
 			l.lat, l.at = append(l.lat, d), append(l.at, t0)
-			if err != nil || r.Status != http.StatusOK {
-				l.failures = append(l.failures, fmt.Sprintf("GET %s: %v %v", path, r, err))
-			} else if i%3 == 0 {
+			if err != nil || r.Status != want {
+				l.failures = append(l.failures, fmt.Sprintf("%s %s: %v %v", method, path, r, err))
+			} else if i%4 == 0 {
 				var st agentStatus
 				if json.Unmarshal(r.Body, &st) == nil {
 					if _, ok := l.versions[st.Agent.Version]; !ok {
@@ -156,6 +161,7 @@ func TestReloadKeepsSessions(t *testing.T) {
 	counter := c.start("/bin/sh", "-c", `i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done`)
 	var tty session
 	c.expect("POST", "/api/v1/sessions", map[string]any{"command": []string{"/bin/sh", "-i"}, "tty": true}, http.StatusCreated, &tty)
+	sink := c.start("/bin/sh", "-c", "exec cat >/dev/null")
 	waitOutput(t, c, counter.ID, "\n10\n")
 	mainPID := unitProp(t, b, unit, "MainPID")
 	v2 := buildAgentVersion(t, reloadVersion)
@@ -170,7 +176,7 @@ func TestReloadKeepsSessions(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	loop := runAPILoop(c, counter.ID, stop, &wg)
+	loop := runAPILoop(c, counter.ID, sink.ID, stop, &wg)
 	time.Sleep(500 * time.Millisecond)
 	t0 := time.Now()
 	out, err := b.Run(ctx, "systemctl", "reload", unit)
@@ -200,8 +206,8 @@ func TestReloadKeepsSessions(t *testing.T) {
 	}
 	var st agentStatus
 	c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
-	if st.Agent.Version != reloadVersion || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 2 {
-		t.Errorf("status after reload: %+v, want version %s, pid %s, 2 running sessions", st.Agent, reloadVersion, mainPID)
+	if st.Agent.Version != reloadVersion || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 3 {
+		t.Errorf("status after reload: %+v, want version %s, pid %s, 3 running sessions", st.Agent, reloadVersion, mainPID)
 	}
 	for _, s := range []session{counter, tty} {
 		var got session
@@ -238,8 +244,8 @@ func TestReloadKeepsSessions(t *testing.T) {
 			t.Errorf("%s: %s is %q after a failed reload, want active", bad.name, unit, got)
 		}
 		c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
-		if st.Agent.Version != reloadVersion || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 2 {
-			t.Errorf("%s: status after a failed reload: %+v, want the same agent with 2 sessions", bad.name, st.Agent)
+		if st.Agent.Version != reloadVersion || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 3 {
+			t.Errorf("%s: status after a failed reload: %+v, want the same agent with 3 sessions", bad.name, st.Agent)
 		}
 		n = counterLines(t, waitOutput(t, c, counter.ID, "\n"+strconv.Itoa(n+10)+"\n"))
 	}
@@ -256,8 +262,8 @@ func TestReloadKeepsSessions(t *testing.T) {
 		t.Errorf("octo.service MainPID %s after install.sh --upgrade, want a new one (was %s)", got, octoPID)
 	}
 	c.expect("GET", "/api/v1/status", nil, http.StatusOK, &st)
-	if st.Agent.Version != "dev" || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 2 {
-		t.Errorf("status after install.sh --upgrade: %+v, want version dev, pid %s, 2 sessions", st.Agent, mainPID)
+	if st.Agent.Version != "dev" || strconv.Itoa(st.Agent.PID) != mainPID || st.Agent.RunningSessions != 3 {
+		t.Errorf("status after install.sh --upgrade: %+v, want version dev, pid %s, 3 sessions", st.Agent, mainPID)
 	}
 	counterLines(t, waitOutput(t, c, counter.ID, "\n"+strconv.Itoa(n+10)+"\n"))
 
@@ -268,6 +274,7 @@ func TestReloadKeepsSessions(t *testing.T) {
 		t.Errorf("stop after reloads: %+v, want exited by TERM", end)
 	}
 	c.expect("DELETE", "/api/v1/sessions/"+tty.ID+"?grace=2s", nil, http.StatusOK, nil)
+	c.expect("DELETE", "/api/v1/sessions/"+sink.ID+"?grace=2s", nil, http.StatusOK, nil)
 }
 
 // 10. A user's own agent (systemd --user) reloads the same way.
@@ -359,7 +366,9 @@ func BenchmarkReload(b *testing.B) {
 	defer c.do("DELETE", "/api/v1/sessions/"+s.ID+"?grace=1s", nil)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	loop := runAPILoop(c, s.ID, stop, &wg)
+	sink := c.start("/bin/sh", "-c", "exec cat >/dev/null")
+	defer c.do("DELETE", "/api/v1/sessions/"+sink.ID+"?grace=1s", nil)
+	loop := runAPILoop(c, s.ID, sink.ID, stop, &wg)
 	time.Sleep(200 * time.Millisecond)
 	var total time.Duration
 	var windows [][2]time.Time

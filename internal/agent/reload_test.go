@@ -55,7 +55,7 @@ func reload(t *testing.T, sock, token string) agentrpc.ReloadReply {
 		var reply agentrpc.ReloadReply
 		for {
 			err := c.Call(ctxT(t), agentrpc.MethodReload, &req, &reply)
-			if errors.Is(err, agentrpc.ErrConnLost) {
+			if errors.Is(err, agentrpc.ErrConnLost) || errors.Is(err, agentrpc.ErrReloading) {
 				break
 			}
 			if err != nil {

@@ -20,6 +20,9 @@ const (
 	CodeLimit            Code = "limit"
 	CodeInternal         Code = "internal"
 	CodeNotRunning       Code = "not_running" // the session has ended
+	// CodeReloading: the agent is handing over to a new binary and did not
+	// run the call; the caller may repeat any call on a new connection.
+	CodeReloading Code = "reloading"
 )
 
 // Sentinel errors, one per code. Errors returned by Client match them with errors.Is.
@@ -33,12 +36,13 @@ var (
 	ErrLimit            = &Error{Code: CodeLimit, Message: "limit reached"}
 	ErrInternal         = &Error{Code: CodeInternal, Message: "internal error"}
 	ErrNotRunning       = &Error{Code: CodeNotRunning, Message: "session not running"}
+	ErrReloading        = &Error{Code: CodeReloading, Message: "agent reloading"}
 )
 
 var codes = map[Code]bool{
 	CodeNotFound: true, CodeExists: true, CodePermission: true, CodeInvalid: true,
 	CodeOutsideWorkspace: true, CodeTooLarge: true, CodeLimit: true, CodeInternal: true,
-	CodeNotRunning: true,
+	CodeNotRunning: true, CodeReloading: true,
 }
 
 // Error is a protocol error: a code and a human-readable message.

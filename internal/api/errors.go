@@ -25,6 +25,7 @@ var statusOf = map[agentrpc.Code]int{
 	agentrpc.CodeLimit:            http.StatusTooManyRequests,
 	agentrpc.CodeInternal:         http.StatusInternalServerError,
 	agentrpc.CodeNotRunning:       http.StatusConflict,
+	agentrpc.CodeReloading:        http.StatusServiceUnavailable, // only after the pool's retries
 }
 
 // backendStatus maps the backend's failures to reach an agent to HTTP statuses.
