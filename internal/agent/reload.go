@@ -153,8 +153,9 @@ func (s *Server) handOver(ln net.Listener, conns *connSet, token string) error {
 	// count comes first in call.do, so none slips past the wait below).
 	s.draining.Store(true)
 	defer s.draining.Store(false)
-	s.lastRefused.Store(time.Now().UnixNano()) // calls on their way have reloadQuiet to arrive
-	s.sess.Interrupt()                         // long polls and stops return
+	// Calls on their way have reloadQuiet to arrive and be refused.
+	s.lastRefused.Store(time.Now().UnixNano())
+	s.sess.Interrupt() // long polls and stops return
 	defer s.sess.Thaw()
 	if !conns.drain(reloadDrain, s.inflight.Load, s.quietSince) {
 		return fmt.Errorf("hand over: calls still in progress after %v; try again", reloadDrain)
