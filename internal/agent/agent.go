@@ -229,7 +229,7 @@ wait:
 	}
 	ln.Close()
 	close(s.quit)
-	s.sess.Interrupt()
+	s.sess.Interrupt(false)
 	conns.closeAfter(shutdownGrace, s.inflight.Load)
 	s.sess.Shutdown(shutdownGrace)
 	return err

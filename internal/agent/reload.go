@@ -155,7 +155,7 @@ func (s *Server) handOver(ln net.Listener, conns *connSet, token string) error {
 	defer s.draining.Store(false)
 	// Calls on their way have reloadQuiet to arrive and be refused.
 	s.lastRefused.Store(time.Now().UnixNano())
-	s.sess.Interrupt() // long polls and stops return
+	s.sess.Interrupt(true) // long polls return, stops fail with code reloading
 	defer s.sess.Thaw()
 	if !conns.drain(reloadDrain, s.inflight.Load, s.quietSince) {
 		return fmt.Errorf("hand over: calls still in progress after %v; try again", reloadDrain)
