@@ -135,9 +135,11 @@ func (s *Server) reload(ln net.Listener, conns *connSet, token string) {
 	if err == nil {
 		err = s.handOver(ln, conns, token)
 	}
-	s.reloads.end(token, err.Error())
 	s.log.Error("reload failed; this agent goes on serving", "token", token, "err", err, "took", time.Since(t0).String())
+	// Ready again (systemd) before the outcome shows: the reload command
+	// returns only once systemd may consider the reload over.
 	s.cfg.Reloader.Resumed(err)
+	s.reloads.end(token, err.Error())
 }
 
 func (s *Server) handOver(ln net.Listener, conns *connSet, token string) error {
