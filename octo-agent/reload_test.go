@@ -56,6 +56,22 @@ func outputUntil(t *testing.T, c *agentrpc.Client, id, want string) string {
 	return string(out)
 }
 
+// sessionFDs returns the descriptors a new session has (ls's own among them).
+func sessionFDs(t *testing.T, c *agentrpc.Client) string {
+	t.Helper()
+	s, err := c.Start(ctxT(t), agentrpc.StartRequest{Argv: []string{"sh", "-c", "ls /proc/self/fd; echo end"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := outputUntil(t, c, s.ID, "end\n")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if got, err := c.Session(ctxT(t), s.ID); err != nil || got.State != agentrpc.StateRunning || time.Now().After(deadline) {
+			break // ended: it counts as running no more
+		}
+	}
+	return out
+}
+
 // consecutive checks that out's complete lines are 1, 2, 3, ...
 func consecutive(t *testing.T, out string) int {
 	t.Helper()
@@ -90,7 +106,7 @@ func clientLoop(sock, id string, stop <-chan struct{}) (calls, failed *atomic.In
 				if _, err = c.Info(ctx); err == nil {
 					_, err = c.Session(ctx, id)
 				}
-				if !errors.Is(err, agentrpc.ErrConnLost) {
+				if !errors.Is(err, agentrpc.ErrConnLost) && !errors.Is(err, agentrpc.ErrReloading) {
 					return err
 				}
 				c.Close()
@@ -162,6 +178,7 @@ func TestReload(t *testing.T) {
 	}
 	outputUntil(t, c, counter.ID, "\n20\n")
 
+	fdsBefore := sessionFDs(t, c)
 	install(t, v2, bin)
 	stop := make(chan struct{})
 	calls, failed, errs, loop := clientLoop(sock, counter.ID, stop)
@@ -199,6 +216,11 @@ func TestReload(t *testing.T) {
 		if got, err := c2.Session(ctx, s.ID); err != nil || got.PID != s.PID || got.State != agentrpc.StateRunning {
 			t.Errorf("session after reload = %+v, %v; want pid %d running", got, err, s.PID)
 		}
+	}
+	// A session started by the new binary inherits none of the descriptors
+	// handed over (the listening socket above all): the same as before.
+	if after := sessionFDs(t, c2); after != fdsBefore {
+		t.Errorf("a session started after the reload has descriptors %q, before it %q", after, fdsBefore)
 	}
 	n := consecutive(t, outputUntil(t, c2, counter.ID, "\n"+strconv.Itoa(20+int(took/(5*time.Millisecond))+20)+"\n"))
 	if err := c2.WriteInput(ctx, tty.ID, []byte("hello\n")); err != nil {
@@ -352,25 +374,4 @@ func getfdAs(pid int, cred *syscall.Credential) error {
 		res <- err
 	}()
 	return <-res
-}
-
-// TestReloadCommandErrors: usage mistakes exit 2, an agent that cannot be
-// reached 1, each with a message.
-func TestReloadCommandErrors(t *testing.T) {
-	tests := []struct {
-		args []string
-		code int
-		msg  string
-	}{
-		{[]string{"reload", "--bogus"}, 2, "not defined"},
-		{[]string{"reload", "extra"}, 2, "unexpected argument"},
-		{[]string{"reload", "--socket", filepath.Join(t.TempDir(), "none.sock")}, 1, "reach the agent"},
-	}
-	for _, tt := range tests {
-		out, err := exec.Command(agentBin, tt.args...).CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != tt.code || !strings.Contains(string(out), tt.msg) {
-			t.Errorf("octo-agent %v = %v, %q; want exit %d saying %q", tt.args, err, out, tt.code, tt.msg)
-		}
-	}
 }

@@ -62,9 +62,9 @@ func reloadCmd(args []string) error {
 		}
 		err := c.Call(ctx, agentrpc.MethodReload, &req, &reply)
 		switch {
-		case errors.Is(err, agentrpc.ErrConnLost):
+		case errors.Is(err, agentrpc.ErrConnLost), errors.Is(err, agentrpc.ErrReloading):
 			c.Close()
-			c = nil // the hand-over closed it; the next agent answers
+			c = nil // the hand-over refused or closed it; the next agent answers
 			continue
 		case err != nil:
 			return err

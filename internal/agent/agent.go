@@ -75,9 +75,11 @@ type Server struct {
 	lock    *os.File // holds the state dir's lock until Run returns
 	// inflight counts RPC calls being served; quit is closed at shutdown
 	// so that long polls return.
-	inflight atomic.Int64
-	quit     chan struct{}
-	gate     *acceptGate
+	inflight    atomic.Int64
+	draining    atomic.Bool  // a hand-over is under way: calls are refused (reload.go)
+	lastRefused atomic.Int64 // when a call was last refused, in Unix nanoseconds
+	quit        chan struct{}
+	gate        *acceptGate
 
 	reloads *reloads
 	runOnce sync.Once
@@ -233,7 +235,7 @@ wait:
 	}
 	ln.Close()
 	close(s.quit)
-	s.sess.Interrupt()
+	s.sess.Interrupt(false)
 	conns.closeAfter(shutdownGrace, s.inflight.Load)
 	s.sess.Shutdown(shutdownGrace)
 	return err

@@ -119,6 +119,9 @@ func (c *call) do(body func() error) error {
 	}
 	c.s.inflight.Add(1)
 	defer c.s.inflight.Add(-1)
+	if c.s.draining.Load() { // after the count: see Server.handOver
+		return agentrpc.Encode(c.s.refuse())
+	}
 	return agentrpc.Encode(body())
 }
 

@@ -45,7 +45,7 @@ func wantCode(t testing.TB, what string, err error, code agentrpc.Code) {
 		agentrpc.CodeNotFound: agentrpc.ErrNotFound, agentrpc.CodeExists: agentrpc.ErrExists,
 		agentrpc.CodePermission: agentrpc.ErrPermission, agentrpc.CodeInvalid: agentrpc.ErrInvalid,
 		agentrpc.CodeOutsideWorkspace: agentrpc.ErrOutsideWorkspace, agentrpc.CodeTooLarge: agentrpc.ErrTooLarge,
-		agentrpc.CodeLimit: agentrpc.ErrLimit, agentrpc.CodeInternal: agentrpc.ErrInternal,
+		agentrpc.CodeLimit: agentrpc.ErrLimit, agentrpc.CodeInternal: agentrpc.ErrInternal, agentrpc.CodeReloading: agentrpc.ErrReloading,
 		agentrpc.CodeNotRunning: agentrpc.ErrNotRunning,
 	}[code]
 	if sentinel != nil && !errors.Is(err, sentinel) {

@@ -42,6 +42,19 @@ type Handover struct {
 // reloadDrain bounds the wait for calls in progress before a hand-over.
 const reloadDrain = 3 * time.Second
 
+// reloadQuiet is how long no call may have been refused before the
+// connections close: calls already on their way arrive meanwhile and are
+// refused (not lost), and clients, told by the first refusal, reconnect.
+const reloadQuiet = 25 * time.Millisecond
+
+// refuse records that a call was refused because of a hand-over and
+// returns the error that says so: the caller may repeat it on a new
+// connection, which the new binary serves.
+func (s *Server) refuse() error {
+	s.lastRefused.Store(time.Now().UnixNano())
+	return errorf(agentrpc.CodeReloading, "the agent is being upgraded and did not run this call; repeat it on a new connection")
+}
+
 // reloads remembers the reload under way and how recent ones ended.
 type reloads struct {
 	mu      sync.Mutex
@@ -122,9 +135,11 @@ func (s *Server) reload(ln net.Listener, conns *connSet, token string) {
 	if err == nil {
 		err = s.handOver(ln, conns, token)
 	}
-	s.reloads.end(token, err.Error())
 	s.log.Error("reload failed; this agent goes on serving", "token", token, "err", err, "took", time.Since(t0).String())
+	// Ready again (systemd) before the outcome shows: the reload command
+	// returns only once systemd may consider the reload over.
 	s.cfg.Reloader.Resumed(err)
+	s.reloads.end(token, err.Error())
 }
 
 func (s *Server) handOver(ln net.Listener, conns *connSet, token string) error {
@@ -136,9 +151,15 @@ func (s *Server) handOver(ln net.Listener, conns *connSet, token string) error {
 		return errors.New("hand over: cannot pause accepting connections")
 	}
 	defer s.gate.resume()
-	s.sess.Interrupt() // long polls and stops return
+	// From here every new call is refused with code reloading (the
+	// count comes first in call.do, so none slips past the wait below).
+	s.draining.Store(true)
+	defer s.draining.Store(false)
+	// Calls on their way have reloadQuiet to arrive and be refused.
+	s.lastRefused.Store(time.Now().UnixNano())
+	s.sess.Interrupt(true) // long polls return, stops fail with code reloading
 	defer s.sess.Thaw()
-	if !conns.drain(reloadDrain, s.inflight.Load) {
+	if !conns.drain(reloadDrain, s.inflight.Load, s.quietSince) {
 		return fmt.Errorf("hand over: calls still in progress after %v; try again", reloadDrain)
 	}
 	sh, err := s.sess.Freeze()
@@ -154,14 +175,20 @@ func (s *Server) handOver(ln net.Listener, conns *connSet, token string) error {
 	return s.cfg.Reloader.Exec(h)
 }
 
-// drain waits up to grace for the calls in progress (busy counts them),
+// quietSince returns how long ago a call was last refused.
+func (s *Server) quietSince() time.Duration {
+	return time.Since(time.Unix(0, s.lastRefused.Load()))
+}
+
+// drain waits up to grace for the calls in progress (busy counts them) and
+// until no call has been refused for reloadQuiet (quiet says how long),
 // then closes every connection and waits for their handlers. Clients
 // reconnect; their connections wait in the listener's queue. It reports
 // false, closing nothing, if calls were still in progress.
-func (cs *connSet) drain(grace time.Duration, busy func() int64) bool {
-	for deadline := time.Now().Add(grace); busy() > 0; time.Sleep(2 * time.Millisecond) {
+func (cs *connSet) drain(grace time.Duration, busy func() int64, quiet func() time.Duration) bool {
+	for deadline := time.Now().Add(grace); busy() > 0 || quiet() < reloadQuiet; time.Sleep(2 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return false
+			return busy() == 0
 		}
 	}
 	cs.mu.Lock()

@@ -55,7 +55,7 @@ func reload(t *testing.T, sock, token string) agentrpc.ReloadReply {
 		var reply agentrpc.ReloadReply
 		for {
 			err := c.Call(ctxT(t), agentrpc.MethodReload, &req, &reply)
-			if errors.Is(err, agentrpc.ErrConnLost) {
+			if errors.Is(err, agentrpc.ErrConnLost) || errors.Is(err, agentrpc.ErrReloading) {
 				break
 			}
 			if err != nil {
@@ -175,4 +175,35 @@ func dialAsUID(sock string, uid int) (net.Conn, error) {
 	}()
 	r := <-res
 	return r.c, r.err
+}
+
+// TestReloadRepeatsStop: a Stop waiting out its grace when a reload starts
+// fails with code reloading (so that octo repeats it with the next binary)
+// rather than answering with a session still running; repeated, it ends
+// the session.
+func TestReloadRepeatsStop(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Reloader = &fakeReloader{}
+	sock, _ := agenttest.StartServer(t, cfg)
+	c := dial(t, sock)
+	ctx := ctxT(t)
+	s, err := c.Start(ctx, agentrpc.StartRequest{Argv: []string{"sh", "-c", `trap "" TERM; echo ready; while :; do sleep 0.05; done`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := c.ReadOutput(ctx, agentrpc.OutputRequest{ID: s.ID, Wait: 10 * time.Second}); err != nil || string(o.Data) != "ready\n" {
+		t.Fatalf("output %q, %v; want ready", o.Data, err)
+	}
+	stopped := make(chan error, 1)
+	go func() {
+		_, err := c.Stop(ctx, agentrpc.StopRequest{ID: s.ID, Grace: 2 * time.Second})
+		stopped <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	reload(t, sock, "during")
+	wantCode(t, "stop cut short by a reload", <-stopped, agentrpc.CodeReloading)
+	got, err := dial(t, sock).Stop(ctx, agentrpc.StopRequest{ID: s.ID, Grace: 200 * time.Millisecond})
+	if err != nil || got.State != agentrpc.StateExited || got.Signal != "KILL" {
+		t.Errorf("repeated stop = %+v, %v; want exited by KILL", got, err)
+	}
 }

@@ -22,6 +22,9 @@ const (
 	CodePrecondition     Code = "precondition_failed"  // an If-Match the file no longer matches
 	CodeNoSpace          Code = "insufficient_storage" // disk full or quota reached
 	CodeNotRunning       Code = "not_running"          // the session has ended
+	// CodeReloading: the agent is handing over to a new binary and did not
+	// run the call; the caller may repeat any call on a new connection.
+	CodeReloading Code = "reloading"
 )
 
 // Sentinel errors, one per code. Errors returned by Client match them with errors.Is.
@@ -37,12 +40,13 @@ var (
 	ErrPrecondition     = &Error{Code: CodePrecondition, Message: "precondition failed"}
 	ErrNoSpace          = &Error{Code: CodeNoSpace, Message: "no space left"}
 	ErrNotRunning       = &Error{Code: CodeNotRunning, Message: "session not running"}
+	ErrReloading        = &Error{Code: CodeReloading, Message: "agent reloading"}
 )
 
 var codes = map[Code]bool{
 	CodeNotFound: true, CodeExists: true, CodePermission: true, CodeInvalid: true,
 	CodeOutsideWorkspace: true, CodeTooLarge: true, CodeLimit: true, CodeInternal: true,
-	CodePrecondition: true, CodeNoSpace: true, CodeNotRunning: true,
+	CodePrecondition: true, CodeNoSpace: true, CodeNotRunning: true, CodeReloading: true,
 }
 
 // Error is a protocol error: a code and a human-readable message.

@@ -27,6 +27,7 @@ var statusOf = map[agentrpc.Code]int{
 	agentrpc.CodePrecondition:     http.StatusPreconditionFailed,
 	agentrpc.CodeNoSpace:          http.StatusInsufficientStorage,
 	agentrpc.CodeNotRunning:       http.StatusConflict,
+	agentrpc.CodeReloading:        http.StatusServiceUnavailable, // only after the pool's retries
 }
 
 // backendStatus maps the backend's failures to reach an agent to HTTP statuses.

@@ -88,6 +88,14 @@ func (p *Pool) Do(ctx context.Context, u User, safety Safety, fn func(*agentrpc.
 		case errors.Is(err, agentrpc.ErrBadReply):
 			return c.ep, &Error{Code: CodeFailed,
 				Message: fmt.Sprintf("%s's agent sent a reply the control plane refused (over %d bytes, or malformed); the connection was closed", u.Name, agentrpc.MaxReplySize), Err: err}
+		case errors.Is(err, agentrpc.ErrReloading):
+			// The agent is handing over to a new binary and did not run
+			// fn; release dropped the connection, and the next one waits
+			// for the new binary.
+			if attempt < 3 {
+				continue
+			}
+			return c.ep, err
 		case !errors.Is(err, agentrpc.ErrConnLost):
 			return c.ep, err
 		}
@@ -156,7 +164,7 @@ func (p *Pool) release(name string, c *conn, err error) {
 	defer p.mu.Unlock()
 	c.inflight--
 	c.lastUse = time.Now()
-	if (errors.Is(err, agentrpc.ErrConnLost) || errors.Is(err, agentrpc.ErrBadReply)) && p.conns[name] == c {
+	if (errors.Is(err, agentrpc.ErrConnLost) || errors.Is(err, agentrpc.ErrBadReply) || errors.Is(err, agentrpc.ErrReloading)) && p.conns[name] == c {
 		delete(p.conns, name)
 		c.client.Close()
 		p.log.Debug("agent connection lost", "user", name, "placement", c.ep.Placement, "err", err)

@@ -39,6 +39,8 @@
 //     stop` and `restart` still end them.
 //
 // What the re-exec does not carry: calls in progress (the agent lets them
-// finish first) and open connections (closed; clients reconnect, and their
-// new connections wait in the listening socket's queue for the new image).
+// finish first, and refuses later ones with code reloading, not run) and
+// open connections (closed once no call has come for a moment; clients
+// reconnect, and their new connections wait in the listening socket's
+// queue for the new image).
 package session

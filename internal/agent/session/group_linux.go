@@ -34,7 +34,7 @@ const (
 )
 
 // waitLeader blocks until the leader has exited, without reaping it, and
-// returns its wait status; ok is false if that failed (cmd.Wait then says).
+// returns its wait status; ok is false if that failed (the reap then says).
 func (ses *Session) waitLeader() (ws syscall.WaitStatus, ok bool) {
 	var info unix.Siginfo
 	var err error
@@ -64,7 +64,7 @@ func (ses *Session) waitLeader() (ws syscall.WaitStatus, ok bool) {
 
 // recordLeftovers records the group's members other than the leader,
 // which must have exited and not be reaped yet, and marks the group as
-// about to be reaped. It is called before cmd.Wait.
+// about to be reaped. It is called before the reap.
 func (ses *Session) recordLeftovers() {
 	ses.reapMu.Lock()
 	defer ses.reapMu.Unlock()

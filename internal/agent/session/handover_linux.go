@@ -133,6 +133,7 @@ func (m *Manager) Thaw() {
 		m.quit = make(chan struct{}) // Interrupt was for the hand-over
 	default:
 	}
+	m.handing = false
 	if !m.frozen {
 		return
 	}

@@ -58,6 +58,7 @@ type Manager struct {
 	nrunning int
 	closed   bool
 	quit     chan struct{}  // closed by Interrupt: stops and long polls return
+	handing  bool           // Interrupt was for a hand-over (see Stop)
 	wg       sync.WaitGroup // session goroutines
 
 	// handing over: see handover_linux.go.
@@ -148,10 +149,13 @@ func (m *Manager) List() []agentrpc.Session {
 }
 
 // Interrupt makes stops and long polls in progress return: the agent is
-// going away (shutting down or handing over).
-func (m *Manager) Interrupt() {
+// going away (shutting down or, with handOver, handing over to its next
+// image: a stop cut short then fails with code reloading, for the caller to
+// repeat it with the next image).
+func (m *Manager) Interrupt(handOver bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.handing = handOver
 	select {
 	case <-m.quit:
 	default:
@@ -217,6 +221,12 @@ func (m *Manager) Stop(id string, grace time.Duration) (agentrpc.Session, error)
 	if ses.groupAlive() {
 		m.log.Info("session stopping", "session", id)
 		ses.stop(grace, m.quitCh())
+		m.mu.Lock()
+		handing := m.handing
+		m.mu.Unlock()
+		if handing && ses.groupAlive() {
+			return agentrpc.Session{}, errorf(agentrpc.CodeReloading, "the agent is being upgraded: stop of session %s cut short; repeat it", id)
+		}
 	}
 	return ses.Snapshot(), nil
 }
@@ -247,7 +257,7 @@ func (m *Manager) Remove(id string) error {
 // Shutdown stops every running session (SIGTERM, SIGKILL after grace) and
 // waits for their records to be saved. Later starts fail.
 func (m *Manager) Shutdown(grace time.Duration) {
-	m.Interrupt()
+	m.Interrupt(false)
 	m.mu.Lock()
 	m.closed = true
 	var run []*Session

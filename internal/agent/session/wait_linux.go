@@ -141,7 +141,7 @@ func (ses *Session) reap() error {
 	}
 }
 
-// waitStatusError is an error with a Sys() WaitStatus, as cmd.Wait returns.
+// waitStatusError is an error with a Sys() WaitStatus, as exec.Cmd.Wait returns.
 type waitStatusError syscall.WaitStatus
 
 func (e waitStatusError) Error() string { return "exit status" }
