@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net"
 	"octo/internal/unixsock"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/coreos/go-systemd/v22/activation"
 )
@@ -37,22 +35,4 @@ func listen(o *options) (ln net.Listener, activated bool, err error) {
 	}
 	ln, err = unixsock.Listen(path, o.socketMode)
 	return ln, false, err
-}
-
-// loginShell returns name's shell from /etc/passwd, or "" (os/user does not
-// report shells).
-func loginShell(name string) string {
-	f, err := os.Open("/etc/passwd")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Split(sc.Text(), ":")
-		if len(fields) == 7 && fields[0] == name {
-			return fields[6]
-		}
-	}
-	return ""
 }

@@ -244,8 +244,8 @@ func TestStartupErrors(t *testing.T) {
 		want     string
 	}{
 		{"unknown allow-user", []string{"--allow-user", "no-such-user-octo"}, nil, 1, "no-such-user-octo"},
-		{"bad output cap", []string{"--output-cap", "lots"}, nil, 2, "not a size"},
-		{"bad output budget", []string{"--output-budget", "lots"}, nil, 2, "not a size"},
+		{"bad output cap", []string{"--output-cap", "lots"}, nil, 2, "invalid size"},
+		{"bad output budget", []string{"--output-budget", "lots"}, nil, 2, "invalid size"},
 		{"bad socket mode", []string{"--socket-mode", "999"}, nil, 2, "octal"},
 		{"relative workspace", []string{"--workspace", "ws"}, nil, 2, "absolute"},
 		{"extra argument", []string{"extra"}, nil, 2, "unexpected argument"},

@@ -7,14 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"octo/internal/agent"
+	"octo/internal/passwd"
 )
 
 // serve runs the agent until ctx ends or it has been idle long enough.
@@ -98,18 +97,22 @@ func start(o *options, cfg agent.Config, log *slog.Logger) (*agent.Server, net.L
 // config fills the agent's config from the flags, the passwd entry and the
 // environment.
 func config(o *options, log *slog.Logger) (agent.Config, error) {
-	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
-	name, home := o.user, o.home
-	pwName, pwHome, shell := passwd(uid)
-	if name == "" {
-		name = firstOf(pwName, os.Getenv("USER"))
+	// One read of the user database; with no entry for the uid, the
+	// environment (as in a minimal container). The flags win.
+	pw, err := passwd.Current()
+	if err != nil {
+		pw = passwd.Entry{Name: os.Getenv("USER"), Home: os.Getenv("HOME"), Shell: os.Getenv("SHELL")}
 	}
-	if home == "" {
-		home = firstOf(pwHome, os.Getenv("HOME"))
+	if o.user != "" {
+		pw.Name = o.user
 	}
-	if name == "" || home == "" {
-		return agent.Config{}, fmt.Errorf("uid %d has no passwd entry: pass --user and --home or set $USER and $HOME", uid)
+	if o.home != "" {
+		pw.Home = o.home
 	}
+	if pw.Name == "" || pw.Home == "" {
+		return agent.Config{}, fmt.Errorf("uid %d has no passwd entry: pass --user and --home or set $USER and $HOME", os.Getuid())
+	}
+	uid, gid, name, home := uint32(os.Getuid()), uint32(os.Getgid()), pw.Name, pw.Home
 	if !filepath.IsAbs(home) {
 		return agent.Config{}, fmt.Errorf("home %q must be an absolute path", home)
 	}
@@ -128,26 +131,8 @@ func config(o *options, log *slog.Logger) (agent.Config, error) {
 	return agent.Config{
 		User: name, UID: uid, GID: gid, Home: home, Workspace: o.workspace, StateDir: stateDir,
 		AllowUIDs: allow, IdleTimeout: o.idleTimeout, MaxSessions: o.maxSessions,
-		OutputCap: o.outputCap, OutputBudget: o.outputBudget, Logger: log, Shell: shell,
+		OutputCap: o.outputCap, OutputBudget: o.outputBudget, Logger: log, Shell: pw.Shell,
 	}, nil
-}
-
-// passwd returns the passwd name, home and shell of uid, or "" for each.
-func passwd(uid uint32) (name, home, shell string) {
-	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
-	if err != nil {
-		return "", "", os.Getenv("SHELL")
-	}
-	return u.Username, u.HomeDir, loginShell(u.Username)
-}
-
-func firstOf(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // defaultStateDir is $STATE_DIRECTORY (set by systemd's StateDirectory=),
