@@ -1,0 +1,82 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// asUser runs a shell command in the box as user, with setpriv rather than
+// runuser: no PAM session, so that timings measure octo and not a login.
+func asUser(user, command string) string {
+	return "setpriv --reuid=" + user + " --regid=" + user + " --init-groups env HOME=/home/" + user + " " + command
+}
+
+// octo run in a booted systemd, as a user over the Unix socket (the kernel
+// says who calls): output and exit status come back, the session ran as
+// that user, and a session killed by TERM exits 143.
+func TestCLIRunInBox(t *testing.T) {
+	bx := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		stdin  string
+		cmd    string
+		out    string
+		status int
+	}{
+		{"", "octo run -- sh -c 'id -un; exit 7'", "bob\n", 7},
+		{"", "octo run -- sh -c 'kill -TERM $$'", "", 143},
+		{"echo in | ", "octo run -i -- cat", "in\n", 0},
+	} {
+		out, err := bx.Sh(ctx, tc.stdin+asUser("bob", tc.cmd))
+		status := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			status = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%s: %v", tc.cmd, err)
+		}
+		if out != tc.out || status != tc.status {
+			t.Errorf("as bob: %s: %q, exit %d; want %q and %d (%v)", tc.cmd, out, status, tc.out, tc.status, err)
+		}
+	}
+}
+
+// BenchmarkRunTrue is `octo run -- true` (start a session, attach, get its
+// exit status) as a user over the Unix socket, against systemd-run --uid
+// --wait --pipe true, run alternately in one shell loop each round inside
+// the booted box. ratio is octo's time over systemd-run's (target <= 0.25).
+func BenchmarkRunTrue(b *testing.B) {
+	bx := setup(b)
+	ctx := context.Background()
+	const perRound = 10
+	loop := func(command string) time.Duration {
+		script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do %s >/dev/null; i=$((i+1)); done", perRound, command)
+		start := time.Now()
+		if out, err := bx.Sh(ctx, script); err != nil {
+			b.Fatalf("%s: %v\n%s", command, err, out)
+		}
+		return time.Since(start)
+	}
+	octoRun := asUser("bob", "octo run -- true")
+	systemdRun := "systemd-run --quiet --uid=bob --wait --pipe true"
+	loop(octoRun) // the agent started, both paths warm
+	loop(systemdRun)
+	var octoT, sdT time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		octoT += loop(octoRun)
+		sdT += loop(systemdRun)
+	}
+	n := float64(b.N * perRound)
+	b.ReportMetric(float64(octoT.Microseconds())/n, "octo-µs/run")
+	b.ReportMetric(float64(sdT.Microseconds())/n, "systemd-run-µs/run")
+	b.ReportMetric(float64(octoT)/float64(sdT), "ratio")
+	b.ReportMetric(0, "ns/op")
+}
