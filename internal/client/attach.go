@@ -72,7 +72,7 @@ func (c *Client) Attach(ctx context.Context, id string, opt AttachOptions) (*Att
 	req.Header.Set("Upgrade", "tcp")
 	conn, err := c.dial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("octo server: %w", err)
+		return nil, c.reachError(err)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()

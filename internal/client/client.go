@@ -24,6 +24,7 @@ const DefaultSocket = "/run/octo/octo.sock"
 // credentials or the token name, acting for User when set (admins only).
 type Client struct {
 	base  *url.URL // scheme and host; "http://octo" for a Unix socket
+	where string   // the socket path or URL, for errors
 	token string
 	user  string
 	hc    *http.Client
@@ -42,7 +43,7 @@ func NewUnix(socket string) *Client {
 		DialContext:        func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 		DisableCompression: true,
 	}
-	return &Client{base: &url.URL{Scheme: "http", Host: "octo"}, hc: &http.Client{Transport: tr}, dial: dial}
+	return &Client{base: &url.URL{Scheme: "http", Host: "octo"}, where: socket, hc: &http.Client{Transport: tr}, dial: dial}
 }
 
 // NewURL returns a client of the API at an http:// or https:// URL that
@@ -68,7 +69,7 @@ func NewURL(rawURL, token string) (*Client, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", host)
 	}
-	return &Client{base: &url.URL{Scheme: u.Scheme, Host: u.Host}, token: token, hc: &http.Client{Transport: tr}, dial: dial}, nil
+	return &Client{base: &url.URL{Scheme: u.Scheme, Host: u.Host}, where: u.Scheme + "://" + u.Host, token: token, hc: &http.Client{Transport: tr}, dial: dial}, nil
 }
 
 // FromEnv returns a client of $OCTO_URL with $OCTO_TOKEN when $OCTO_URL is
@@ -148,13 +149,27 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 func (c *Client) send(req *http.Request) (*http.Response, error) {
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("octo server: %w", err)
+		return nil, c.reachError(err)
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		return nil, errorOf(resp.StatusCode, resp.Body)
 	}
 	return resp, nil
+}
+
+// reachError describes a failure to talk to the server at all.
+func (c *Client) reachError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	hint := ""
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		hint = " (is octo running? $OCTO_SOCKET or $OCTO_URL name another server)"
+	}
+	return fmt.Errorf("octo at %s: %w%s", c.where, err, hint)
 }
 
 // errorOf reads an error answer.

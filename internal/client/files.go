@@ -111,7 +111,7 @@ func (c *Client) Stat(ctx context.Context, p string) (FileInfo, *Dir, error) {
 	req.Header.Set("Range", "bytes=0-0")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return FileInfo{}, nil, fmt.Errorf("octo server: %w", err)
+		return FileInfo{}, nil, c.reachError(err)
 	}
 	defer resp.Body.Close()
 	switch {

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -144,6 +143,3 @@ func (c *Client) Wait(ctx context.Context, id string) (Session, error) {
 		}
 	}
 }
-
-// errorf is a client-side protocol error.
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
