@@ -142,9 +142,29 @@ func rmCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, id := range pos {
-		if err := c.Remove(ctx, id); err != nil {
+		if err := removeSession(ctx, c, id); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// removeSession removes an ended session, refusing a running one (the
+// remove call of a server that does not know it would stop it instead),
+// and checks that it is gone.
+func removeSession(ctx context.Context, c *client.Client, id string) error {
+	s, err := c.Session(ctx, id)
+	if err != nil {
+		return err
+	}
+	if s.Running() {
+		return fmt.Errorf("session %s is running: stop it first (octo stop %s)", id, id)
+	}
+	if err := c.Remove(ctx, id); err != nil {
+		return err
+	}
+	if _, err := c.Session(ctx, id); client.ErrorCode(err) != "not_found" {
+		return fmt.Errorf("session %s is still there: this server does not remove sessions (DELETE /api/v1/sessions/ID?remove=1)", id)
 	}
 	return nil
 }

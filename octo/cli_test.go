@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -228,5 +229,40 @@ func TestCLIWithDev(t *testing.T) {
 	cmd.Env = append(os.Environ(), "OCTO_TEST_MAIN=1", "OCTO_SOCKET="+m[1], "OCTO_URL=")
 	if got, errOut, st := result(t, cmd); strings.TrimSpace(got) != ws || st != 3 {
 		t.Errorf("octo run against octo dev: %q (stderr %q), exit %d; want the workspace %s and 3", got, errOut, st, ws)
+	}
+}
+
+// ps lists running sessions (-a also ended ones, --json for scripts), stop
+// ends one, signal sends one, and rm refuses a running session.
+func TestCLIPsStopSignalRm(t *testing.T) {
+	e := newCLIEnv(t)
+	run := func(args ...string) string {
+		t.Helper()
+		out, errOut, st := result(t, e.octo(args...))
+		if st != 0 {
+			t.Fatalf("octo %v: exit %d: %s", args, st, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	a := run("run", "-d", "--name", "sleeper", "--", "sleep", "100")
+	b := run("run", "-d", "--", "sh", "-c", "trap 'exit 9' HUP; while :; do sleep 0.05; done")
+	done := run("run", "-d", "--", "true")
+	e.c.Wait(context.Background(), done)
+	if out := run("ps"); !strings.Contains(out, a) || !strings.Contains(out, "sleeper") || !strings.Contains(out, b) || strings.Contains(out, done) {
+		t.Errorf("octo ps:\n%s\nwant %s and %s, not the ended %s", out, a, b, done)
+	}
+	var list []struct{ ID, State string }
+	if err := json.Unmarshal([]byte(run("ps", "-a", "--json")), &list); err != nil || len(list) != 3 {
+		t.Errorf("octo ps -a --json: %+v, %v; want 3 sessions", list, err)
+	}
+	if _, errOut, st := result(t, e.octo("rm", a)); st != 1 || !strings.Contains(errOut, "is running") {
+		t.Errorf("octo rm of a running session: exit %d, %q; want a refusal", st, errOut)
+	}
+	run("signal", b, "HUP")
+	if s, _ := e.c.Wait(context.Background(), b); s.ExitStatus() != 9 {
+		t.Errorf("after octo signal HUP: %+v, want exit 9 from the trap", s)
+	}
+	if out := run("stop", "--grace", "1s", a); !strings.Contains(out, "killed (TERM)") {
+		t.Errorf("octo stop: %q, want killed (TERM)", out)
 	}
 }
