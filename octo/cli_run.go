@@ -55,19 +55,32 @@ func runCmd(ctx context.Context, args []string) error {
 			req.Rows, req.Cols = rows, cols
 		}
 	}
-	s, err := c.Start(ctx, req)
-	if err != nil {
-		return err
-	}
 	if *detach {
+		s, err := c.Start(ctx, req)
+		if err != nil {
+			return err
+		}
 		fmt.Println(s.ID)
 		return nil
 	}
-	if s.State == "failed" {
-		fmt.Fprintf(os.Stderr, "octo: session %s did not start: %s\n", s.ID, s.Error)
-		return exitCode(127)
+	stdin := *tty || *interactive
+	// Started and attached in one request. Without -i the session's stdin
+	// is closed at once, with it when ours ends; but not when ours is a
+	// terminal: its input has no end, and closing the connection to
+	// detach would close the session's stdin too.
+	closeStdin := !(*tty && isTerminal(0))
+	id, a, s, err := c.StartAttached(ctx, req, client.AttachOptions{Stdin: stdin, CloseStdin: closeStdin})
+	if err != nil {
+		return err
 	}
-	return attach(ctx, c, s.ID, attachMode{tty: *tty, stdin: *tty || *interactive, closeStdin: !*tty, run: true})
+	if a == nil { // it did not start
+		if s.State == "failed" {
+			fmt.Fprintf(os.Stderr, "octo: session %s did not start: %s\n", s.ID, s.Error)
+			return exitCode(127)
+		}
+		return sessionExit(*s)
+	}
+	return attach(ctx, c, id, attachMode{tty: *tty, stdin: stdin, closeStdin: closeStdin, run: true, offset: 0}, a)
 }
 
 func attachCmd(ctx context.Context, args []string) error {
@@ -86,7 +99,7 @@ func attachCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return attach(ctx, c, s.ID, attachMode{tty: s.TTY, stdin: !*noStdin, offset: *offset})
+	return attach(ctx, c, s.ID, attachMode{tty: s.TTY, stdin: !*noStdin, offset: *offset}, nil)
 }
 
 // attachMode says how attach behaves.
@@ -101,7 +114,8 @@ type attachMode struct {
 // attach streams a session's output to stdout and stdin to it until the
 // session ends (its exit status becomes octo's) or the user detaches.
 // Signals are forwarded to the session, so ctx is not cancelled by them.
-func attach(ctx context.Context, c *client.Client, id string, m attachMode) error {
+// first, if not nil, is the attachment to begin with.
+func attach(ctx context.Context, c *client.Client, id string, m attachMode, first *client.Attachment) error {
 	ctx = context.WithoutCancel(ctx)
 	raw := m.tty && isTerminal(0)
 	if raw {
@@ -134,7 +148,11 @@ func attach(ctx context.Context, c *client.Client, id string, m attachMode) erro
 	offset := m.offset
 	stdinStarted := false
 	for {
-		a, err := c.Attach(ctx, id, client.AttachOptions{Offset: offset, Stdin: m.stdin, CloseStdin: m.closeStdin})
+		a, err := first, error(nil)
+		if a == nil {
+			a, err = c.Attach(ctx, id, client.AttachOptions{Offset: offset, Stdin: m.stdin, CloseStdin: m.closeStdin})
+		}
+		first = nil
 		if err != nil {
 			return err
 		}

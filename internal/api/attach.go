@@ -26,10 +26,11 @@ import (
 // behind what the agent keeps sees the connection close at the gap (it
 // knows the offset it reached, and attaches again from there).
 //
-// ?stdin=0 discards the client's bytes. The client ending its input
-// (a half-close) detaches, leaving the session running, unless
-// ?close_stdin=1 asked to close the session's stdin then (at once with
-// stdin=0); output keeps coming until the session ends.
+// ?stdin=0 discards the client's bytes. The client ending its input (a
+// half-close, or closing the connection: the server cannot tell them
+// apart) detaches, leaving the session running, unless ?close_stdin=1
+// asked to close the session's stdin then (at once with stdin=0); output
+// keeps coming until the session ends.
 func (s *Server) attach(w http.ResponseWriter, r *http.Request, t target) {
 	u := t.User
 	if !upgradeTCP(r.Header) {
@@ -37,25 +38,77 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, t target) {
 		writeError(w, http.StatusUpgradeRequired, "upgrade_required", "attach needs the headers Connection: Upgrade and Upgrade: tcp (octo attach sends them)")
 		return
 	}
-	stdin, ok := boolParam(w, r, "stdin")
-	if !ok {
-		return
-	}
-	stdin = stdin || queryValue(r, "stdin") == ""
-	closeStdin, ok := boolParam(w, r, "close_stdin")
-	if !ok {
-		return
-	}
-	first, ok := s.attachStart(w, r, u)
+	opt, ok := attachParams(w, r)
 	if !ok {
 		return
 	}
 	if !s.acquireStream(u.Name) {
-		writeError(w, http.StatusTooManyRequests, "limit", fmt.Sprintf("%s already has %d output streams open (server.max_streams_per_user)", u.Name, s.cfg.MaxStreamsPerUser))
+		s.streamLimit(w, u)
 		return
 	}
 	defer s.releaseStream(u.Name)
-	if closeStdin && !stdin {
+	first, ok := s.attachStart(w, r, u)
+	if !ok {
+		return
+	}
+	s.serveAttach(w, r, u, first, opt)
+}
+
+// attachOptions are an attachment's query parameters.
+type attachOptions struct {
+	stdin      bool // ?stdin=0 discards the client's bytes
+	closeStdin bool // ?close_stdin=1
+}
+
+func attachParams(w http.ResponseWriter, r *http.Request) (attachOptions, bool) {
+	stdin, ok := boolParam(w, r, "stdin")
+	if !ok {
+		return attachOptions{}, false
+	}
+	closeStdin, ok := boolParam(w, r, "close_stdin")
+	return attachOptions{stdin: stdin || queryValue(r, "stdin") == "", closeStdin: closeStdin}, ok
+}
+
+func (s *Server) streamLimit(w http.ResponseWriter, u backend.User) {
+	writeError(w, http.StatusTooManyRequests, "limit", fmt.Sprintf("%s already has %d output streams open (server.max_streams_per_user)", u.Name, s.cfg.MaxStreamsPerUser))
+}
+
+// startAttached serves POST /api/v1/sessions with Upgrade: tcp: the
+// session is started, then attached from offset 0 in the same request
+// (Octo-Session-Id in the 101 names it). It reports false, having done
+// nothing, when r asks for no upgrade; a session that did not start is
+// answered as without one.
+func (s *Server) startAttached(w http.ResponseWriter, r *http.Request, u backend.User, start func() (agentrpc.Session, bool)) bool {
+	if !upgradeTCP(r.Header) {
+		return false
+	}
+	opt, ok := attachParams(w, r)
+	if !ok {
+		return true
+	}
+	if !s.acquireStream(u.Name) {
+		s.streamLimit(w, u)
+		return true
+	}
+	defer s.releaseStream(u.Name)
+	sess, ok := start()
+	if !ok {
+		return true
+	}
+	if sess.State == agentrpc.StateFailed { // nothing to attach to (one that ended already has output)
+		w.Header().Set("Location", "/api/v1/sessions/"+sess.ID)
+		writeJSON(w, http.StatusCreated, sessionOf(sess))
+		return true
+	}
+	r.SetPathValue("id", sess.ID)
+	s.serveAttach(w, r, u, agentrpc.Output{}, opt)
+	return true
+}
+
+// serveAttach hijacks the connection and runs the attachment, its output
+// from first on. The caller holds a stream of u's.
+func (s *Server) serveAttach(w http.ResponseWriter, r *http.Request, u backend.User, first agentrpc.Output, opt attachOptions) {
+	if opt.closeStdin && !opt.stdin {
 		if !s.closeInput(w, r, u) {
 			return
 		}
@@ -69,7 +122,8 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, t target) {
 	if sr, ok := w.(*statusRecorder); ok {
 		sr.status = http.StatusSwitchingProtocols // for the request log
 	}
-	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n%s: %d\r\n\r\n", hdrOffset, first.Offset)
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n%s: %s\r\n%s: %d\r\n\r\n",
+		hdrSession, r.PathValue("id"), hdrOffset, first.Offset)
 	if brw.Flush() != nil {
 		return
 	}
@@ -85,7 +139,7 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, t target) {
 	inputDone := make(chan struct{})
 	go func() {
 		defer close(inputDone)
-		if s.attachInput(r, u, in, stdin, closeStdin && stdin) {
+		if s.attachInput(r, u, in, opt.stdin, opt.closeStdin && opt.stdin) {
 			return // stdin closed: keep sending output
 		}
 		cancel() // detached
@@ -102,6 +156,9 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, t target) {
 	conn.Close()
 	<-inputDone
 }
+
+// hdrSession names the session an attachment is with.
+const hdrSession = "Octo-Session-Id"
 
 // upgradeTCP reports whether h asks for the tcp upgrade.
 func upgradeTCP(h http.Header) bool {

@@ -187,3 +187,30 @@ func readUntil(t *testing.T, r io.Reader, want string) {
 		got = append(got, b[0])
 	}
 }
+
+// POST /api/v1/sessions with Upgrade: tcp starts and attaches in one
+// request, from the first byte even when the session ends at once; a
+// program that cannot start is answered 201 with the failed session.
+func TestStartAttached(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	c, err := client.NewURL(h.url, h.tokMe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, a, _, err := c.StartAttached(ctx, client.StartRequest{Command: []string{"sh", "-c", "echo first; exit 2"}}, client.AttachOptions{CloseStdin: true})
+	if err != nil || a == nil {
+		t.Fatalf("start attached: %v, %v", a, err)
+	}
+	a.SetDeadline(time.Now().Add(20 * time.Second))
+	if out, err := io.ReadAll(a); string(out) != "first\n" || err != nil || a.Offset != 0 {
+		t.Errorf("start attached: output %q from %d, %v; want \"first\\n\" from 0", out, a.Offset, err)
+	}
+	if s, err := c.Session(ctx, id); err != nil || s.ExitStatus() != 2 {
+		t.Errorf("session %s: %+v, %v; want exit 2", id, s, err)
+	}
+	_, a, s, err := c.StartAttached(ctx, client.StartRequest{Command: []string{"no-such-program"}}, client.AttachOptions{})
+	if err != nil || a != nil || s == nil || s.State != "failed" {
+		t.Errorf("start attached of a missing program: %v, %+v, %v; want the failed session", a, s, err)
+	}
+}
