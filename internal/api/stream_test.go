@@ -3,10 +3,13 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -212,5 +215,33 @@ func TestStartAttached(t *testing.T) {
 	_, a, s, err := c.StartAttached(ctx, client.StartRequest{Command: []string{"no-such-program"}}, client.AttachOptions{})
 	if err != nil || a != nil || s == nil || s.State != "failed" {
 		t.Errorf("start attached of a missing program: %v, %+v, %v; want the failed session", a, s, err)
+	}
+}
+
+// Attach works over TLS: the upgrade hijacks the TLS connection.
+func TestAttachTLS(t *testing.T) {
+	h := newHarness(t)
+	ts := httptest.NewUnstartedServer(h.srv.Handler())
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(ts.Certificate())
+	c, err := client.NewURLTLS(ts.URL, h.tokMe, &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id, a, _, err := c.StartAttached(ctx, client.StartRequest{Command: []string{"sh", "-c", "read l; echo \"tls $l\""}}, client.AttachOptions{Stdin: true, CloseStdin: true})
+	if err != nil || a == nil {
+		t.Fatalf("start attached over TLS: %v, %v", a, err)
+	}
+	a.SetDeadline(time.Now().Add(20 * time.Second))
+	a.Write([]byte("ok\n"))
+	a.CloseWrite()
+	if out, err := io.ReadAll(a); string(out) != "tls ok\n" || err != nil {
+		t.Errorf("over TLS: %q, %v; want \"tls ok\\n\"", out, err)
+	}
+	if s, err := c.Session(ctx, id); err != nil || s.ExitStatus() != 0 {
+		t.Errorf("session over TLS: %+v, %v", s, err)
 	}
 }
