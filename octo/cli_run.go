@@ -249,6 +249,9 @@ func forwardStdin(cur *atomic.Pointer[client.Attachment], m attachMode, raw bool
 			for _, b := range buf[:n] {
 				switch {
 				case held && b == ctrlQ:
+					if a := cur.Load(); a != nil && len(out) > 0 {
+						a.Write(out) // what was typed before the keys
+					}
 					detach()
 					return
 				case held:

@@ -10,6 +10,7 @@
 //	octo token revoke ID [--config PATH]
 //	octo check-config [--config PATH]
 //	octo version
+//	octo run|attach|ps|logs|stop|signal|rm|cp|ls ...   (the API's client; octo help lists them)
 package main
 
 import (
