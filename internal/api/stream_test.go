@@ -92,7 +92,7 @@ func TestRawFollowSlowReader(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Millisecond) // about 8 MB/s at most: seq is faster
+		time.Sleep(5 * time.Millisecond) // about 3 MB/s at most: seq is much faster
 	}
 	var all bytes.Buffer
 	for i := 1; i <= lines; i++ {
@@ -244,4 +244,65 @@ func TestAttachTLS(t *testing.T) {
 	if s, err := c.Session(ctx, id); err != nil || s.ExitStatus() != 0 {
 		t.Errorf("session over TLS: %+v, %v", s, err)
 	}
+}
+
+// client.CopyOutput of output larger than the agent keeps, read at once and
+// followed by a slow writer: every byte written is the output at its
+// offset, and each stretch skipped is reported as a gap where it happened.
+func TestCopyOutputGaps(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	c, err := client.NewURL(h.url, h.tokMe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lines = 3_000_000
+	var all bytes.Buffer
+	for i := 1; i <= lines; i++ {
+		all.WriteString(strconv.Itoa(i))
+		all.WriteByte('\n')
+	}
+	for _, follow := range []bool{true, false} {
+		s := h.startSession(h.tokMe, fmt.Sprintf(`{"command":["seq","%d"]}`, lines))
+		if !follow {
+			h.waitExit(h.tokMe, s.ID)
+		}
+		w := &offsetChecker{t: t, all: all.Bytes(), slow: follow}
+		next, err := c.CopyOutput(ctx, s.ID, 0, w, follow, w.gap)
+		if err != nil || next != int64(all.Len()) || w.pos != next {
+			t.Errorf("follow %v: CopyOutput ended at %d (checked to %d), %v; want %d", follow, next, w.pos, err, all.Len())
+		}
+		if w.gaps == 0 {
+			t.Errorf("follow %v: no gap reported, but the agent keeps only 8 MiB of %d bytes", follow, all.Len())
+		}
+	}
+}
+
+// offsetChecker checks that what is written is the output at the offset
+// reached, moved on by the gaps reported.
+type offsetChecker struct {
+	t    *testing.T
+	all  []byte
+	pos  int64
+	gaps int
+	slow bool
+}
+
+func (w *offsetChecker) Write(p []byte) (int, error) {
+	if !bytes.Equal(p, w.all[w.pos:w.pos+int64(len(p))]) {
+		w.t.Fatalf("%d bytes written at %d are not the output there", len(p), w.pos)
+	}
+	w.pos += int64(len(p))
+	if w.slow {
+		time.Sleep(time.Duration(len(p)/(16<<10)) * 5 * time.Millisecond)
+	}
+	return len(p), nil
+}
+
+func (w *offsetChecker) gap(g client.Gap) {
+	if g.From != w.pos || g.To <= g.From {
+		w.t.Errorf("gap %+v reported at %d", g, w.pos)
+	}
+	w.pos = g.To
+	w.gaps++
 }
