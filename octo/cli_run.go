@@ -167,8 +167,12 @@ func attach(ctx context.Context, c *client.Client, id string, m attachMode, firs
 			stdinStarted = true
 			go forwardStdin(&cur, m, raw, detach)
 		}
-		_, cerr := io.Copy(os.Stdout, a)
+		out := &stdoutWriter{}
+		_, cerr := io.Copy(out, a)
 		a.Close()
+		if out.err != nil {
+			return fmt.Errorf("write output: %w", out.err) // the session goes on
+		}
 		if detached.Load() {
 			note(raw, "detached from %s at output offset %d (octo attach --offset %d %s resumes there)", id, a.Next(), a.Next(), id)
 			return nil
@@ -187,6 +191,18 @@ func attach(ctx context.Context, c *client.Client, id string, m attachMode, firs
 		// past what the agent keeps): attach again where it stopped.
 		offset = a.Next()
 	}
+}
+
+// stdoutWriter writes to stdout and remembers a failed write, which no
+// attaching again would cure.
+type stdoutWriter struct{ err error }
+
+func (w *stdoutWriter) Write(p []byte) (int, error) {
+	n, err := os.Stdout.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // sessionExit is the error that passes an ended session's status on.
