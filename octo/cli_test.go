@@ -296,3 +296,20 @@ func TestCLIRm(t *testing.T) {
 		}
 	}
 }
+
+// --cwd, --env and --name reach the session.
+func TestCLIRunOptions(t *testing.T) {
+	e := newCLIEnv(t)
+	os.Mkdir(filepath.Join(e.ws, "sub"), 0o755)
+	out, errOut, st := result(t, e.octo("run", "--cwd", "sub", "--env", "A=b=c", "--name", "opts", "--", "sh", "-c", `pwd; echo "$A"`))
+	if want := filepath.Join(e.ws, "sub") + "\nb=c\n"; out != want || st != 0 {
+		t.Errorf("octo run --cwd sub --env A=b=c: %q (stderr %q), exit %d; want %q", out, errOut, st, want)
+	}
+	list, err := e.c.Sessions(context.Background())
+	if err != nil || len(list) != 1 || list[0].Name != "opts" {
+		t.Errorf("sessions %+v, %v; want one named opts", list, err)
+	}
+	if _, errOut, st := result(t, e.octo("run", "--env", "novalue", "--", "true")); st != 2 || !strings.Contains(errOut, "KEY=VALUE") {
+		t.Errorf("--env without =: exit %d, %q; want a usage error", st, errOut)
+	}
+}
