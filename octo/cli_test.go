@@ -313,3 +313,17 @@ func TestCLIRunOptions(t *testing.T) {
 		t.Errorf("--env without =: exit %d, %q; want a usage error", st, errOut)
 	}
 }
+
+// A session that reads its stdin only after the agent's 5 s input timeout
+// still gets every byte: the attachment waits, as a pipe would.
+func TestCLIRunStdinLateReader(t *testing.T) {
+	e := newCLIEnv(t)
+	in := make([]byte, 1<<20)
+	rand.Read(in)
+	cmd := e.octo("run", "-i", "--", "sh", "-c", "sleep 6; cat")
+	cmd.Stdin = bytes.NewReader(in)
+	out, errOut, st := result(t, cmd)
+	if out != string(in) || st != 0 {
+		t.Errorf("a late reader got %d of %d bytes (equal %v), exit %d, stderr %q", len(out), len(in), out == string(in), st, errOut)
+	}
+}

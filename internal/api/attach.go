@@ -214,18 +214,15 @@ func (s *Server) closeInput(w http.ResponseWriter, r *http.Request, u backend.Us
 // means the client detached.
 func (s *Server) attachInput(r *http.Request, u backend.User, in io.Reader, forward, closeStdin bool) bool {
 	id := r.PathValue("id")
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, inputChunk)
 	for {
 		n, err := in.Read(buf)
 		if n > 0 && forward {
-			data := buf[:n]
-			if _, cerr := s.call(r, u, backend.Once, 0, func(ctx context.Context, c *agentrpc.Client) error {
-				return c.WriteInput(ctx, id, data)
-			}); cerr != nil {
+			if werr := s.writeInput(r, u, id, buf[:n]); werr != nil {
 				if r.Context().Err() == nil {
-					s.log.Info("attach: input not forwarded", "user", u.Name, "session", id, "err", cerr)
+					s.log.Info("attach: input not forwarded", "user", u.Name, "session", id, "err", werr)
 				}
-				forward = false // the session ended or does not read: drop the rest
+				forward = false // the session ended or its stdin is closed: drop the rest
 			}
 		}
 		if err == nil {
@@ -240,5 +237,24 @@ func (s *Server) attachInput(r *http.Request, u backend.User, in io.Reader, forw
 			s.log.Info("attach: stdin not closed", "user", u.Name, "session", id, "err", cerr)
 		}
 		return true
+	}
+}
+
+// inputChunk is the most an attachment sends per WriteInput: PIPE_BUF,
+// which a pipe takes whole or not at all, so that a write the session did
+// not read in time (ErrLimit) wrote nothing and is sent again, without
+// losing or repeating a byte.
+const inputChunk = 4096
+
+// writeInput writes data to the session's stdin, again while the session
+// does not read it: the client's input waits, as it would on a pipe.
+func (s *Server) writeInput(r *http.Request, u backend.User, id string, data []byte) error {
+	for {
+		_, err := s.call(r, u, backend.Once, 0, func(ctx context.Context, c *agentrpc.Client) error {
+			return c.WriteInput(ctx, id, data)
+		})
+		if !errors.Is(err, agentrpc.ErrLimit) || r.Context().Err() != nil {
+			return err
+		}
 	}
 }
