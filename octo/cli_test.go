@@ -327,3 +327,22 @@ func TestCLIRunStdinLateReader(t *testing.T) {
 		t.Errorf("a late reader got %d of %d bytes (equal %v), exit %d, stderr %q", len(out), len(in), out == string(in), st, errOut)
 	}
 }
+
+// octo cp draws a progress bar when stderr is a terminal, and only then.
+func TestCLICopyProgress(t *testing.T) {
+	e := newCLIEnv(t)
+	src := filepath.Join(t.TempDir(), "p.bin")
+	os.WriteFile(src, make([]byte, 3<<20), 0o644)
+	cmd := e.octo("cp", src, ":p.bin")
+	p := startInPTY(t, cmd, 24, 80)
+	if st := waitExit(t, cmd); st != 0 {
+		t.Fatalf("octo cp in a terminal: exit %d\n%q", st, p.output())
+	}
+	p.waitFor("100%")
+	if !strings.Contains(p.output(), ":p.bin [") || !strings.Contains(p.output(), "3.0 MiB") {
+		t.Errorf("progress bar %q, want the name, a bar and the size", p.output())
+	}
+	if _, errOut, st := result(t, e.octo("cp", ":p.bin", filepath.Join(t.TempDir(), "q.bin"))); st != 0 || errOut != "" {
+		t.Errorf("octo cp with stderr not a terminal: exit %d, stderr %q; want nothing", st, errOut)
+	}
+}
