@@ -306,3 +306,41 @@ func (w *offsetChecker) gap(g client.Gap) {
 	w.pos = g.To
 	w.gaps++
 }
+
+// Attachments count against the user's output streams: past the cap the
+// answer is 429, and a detach frees its place.
+func TestAttachStreamCap(t *testing.T) {
+	h := newHarness(t) // max 2 streams per user
+	ctx := context.Background()
+	c, err := client.NewURL(h.url, h.tokMe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.startSession(h.tokMe, `{"command":["sleep","100"]}`)
+	defer h.do("DELETE", "/api/v1/sessions/"+s.ID+"?grace=0s", h.tokMe, nil)
+	var held []*client.Attachment
+	for range 2 {
+		a, err := c.Attach(ctx, s.ID, client.AttachOptions{Offset: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, a)
+	}
+	if _, err := c.Attach(ctx, s.ID, client.AttachOptions{Offset: -1}); client.ErrorCode(err) != "limit" {
+		t.Errorf("third attachment: %v, want limit", err)
+	}
+	held[0].Close()
+	var err2 error
+	for i := 0; i < 100; i++ { // the server notices the detach when it reads the close
+		var a *client.Attachment
+		if a, err2 = c.Attach(ctx, s.ID, client.AttachOptions{Offset: -1}); err2 == nil {
+			a.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err2 != nil {
+		t.Errorf("attach after a detach: %v", err2)
+	}
+	held[1].Close()
+}
