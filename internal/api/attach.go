@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -108,11 +107,6 @@ func (s *Server) startAttached(w http.ResponseWriter, r *http.Request, u backend
 // serveAttach hijacks the connection and runs the attachment, its output
 // from first on. The caller holds a stream of u's.
 func (s *Server) serveAttach(w http.ResponseWriter, r *http.Request, u backend.User, first agentrpc.Output, opt attachOptions) {
-	if opt.closeStdin && !opt.stdin {
-		if !s.closeInput(w, r, u) {
-			return
-		}
-	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", "this connection cannot be attached: "+err.Error())
@@ -139,6 +133,9 @@ func (s *Server) serveAttach(w http.ResponseWriter, r *http.Request, u backend.U
 	inputDone := make(chan struct{})
 	go func() {
 		defer close(inputDone)
+		if opt.closeStdin && !opt.stdin { // beside the output, not before it
+			s.closeInput(r, u)
+		}
 		if s.attachInput(r, u, in, opt.stdin, opt.closeStdin && opt.stdin) {
 			return // stdin closed: keep sending output
 		}
@@ -201,11 +198,14 @@ func (s *Server) attachStart(w http.ResponseWriter, r *http.Request, u backend.U
 	return agentrpc.Output{Offset: sess.OutputSize, Next: sess.OutputSize}, true
 }
 
-func (s *Server) closeInput(w http.ResponseWriter, r *http.Request, u backend.User) bool {
-	_, ok := s.agentCall(w, r, u, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
+// closeInput closes the session's stdin.
+func (s *Server) closeInput(r *http.Request, u backend.User) {
+	_, err := s.call(r, u, backend.Once, 0, func(ctx context.Context, c *agentrpc.Client) error {
 		return c.CloseInput(ctx, r.PathValue("id"))
 	})
-	return ok
+	if err != nil && r.Context().Err() == nil {
+		s.log.Info("attach: stdin not closed", "user", u.Name, "session", r.PathValue("id"), "err", err)
+	}
 }
 
 // attachInput forwards the client's bytes to the session's stdin (or
@@ -231,11 +231,7 @@ func (s *Server) attachInput(r *http.Request, u backend.User, in io.Reader, forw
 		if !errors.Is(err, io.EOF) || !closeStdin || r.Context().Err() != nil {
 			return false
 		}
-		if _, cerr := s.call(r, u, backend.Once, 0, func(ctx context.Context, c *agentrpc.Client) error {
-			return c.CloseInput(ctx, id)
-		}); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-			s.log.Info("attach: stdin not closed", "user", u.Name, "session", id, "err", cerr)
-		}
+		s.closeInput(r, u)
 		return true
 	}
 }
