@@ -115,6 +115,7 @@ func TestCLIDetachAttach(t *testing.T) {
 	if st := waitExit(t, cmd); st != 0 {
 		t.Fatalf("detach: octo exited %d, want 0\n%q", st, p.output())
 	}
+	p.waitFor("resumes there") // the terminal may not have passed it on yet
 	m := regexp.MustCompile(`detached from (\w+) at output offset (\d+)`).FindStringSubmatch(p.output())
 	if m == nil {
 		t.Fatalf("detach printed no offset:\n%q", p.output())
