@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -343,4 +344,55 @@ func TestAttachStreamCap(t *testing.T) {
 		t.Errorf("attach after a detach: %v", err2)
 	}
 	held[1].Close()
+}
+
+// An SSE reader slower than the session's output gets a gap event where
+// output was dropped, and every output event is the output at its offsets.
+func TestSSEGap(t *testing.T) {
+	h := newHarness(t)
+	const lines = 3_000_000
+	var all bytes.Buffer
+	for i := 1; i <= lines; i++ {
+		all.WriteString(strconv.Itoa(i))
+		all.WriteByte('\n')
+	}
+	s := h.startSession(h.tokMe, fmt.Sprintf(`{"command":["seq","%d"]}`, lines))
+	req, _ := http.NewRequest("GET", h.url+"/api/v1/sessions/"+s.ID+"/output", nil)
+	req.Header.Set("Authorization", "Bearer "+h.tokMe)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 4<<20), 4<<20)
+	var pos int64
+	gaps, ended := 0, false
+	var event string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = line[7:]
+		case strings.HasPrefix(line, "data: ") && event == "gap":
+			g := decode[gapEventJSON](t, []byte(line[6:]))
+			if g.From != pos || g.To <= g.From {
+				t.Fatalf("gap %+v at %d", g, pos)
+			}
+			pos, gaps = g.To, gaps+1
+		case strings.HasPrefix(line, "data: ") && event == "output":
+			ev := decode[outputEventJSON](t, []byte(line[6:]))
+			if ev.Offset != pos || ev.DataB64 != "" || ev.Data != all.String()[ev.Offset:ev.Next] {
+				t.Fatalf("event from %d to %d at %d is not the output there", ev.Offset, ev.Next, pos)
+			}
+			pos = ev.Next
+			time.Sleep(5 * time.Millisecond) // read slowly: about 200 chunks a second
+		case strings.HasPrefix(line, "data: ") && event == "end":
+			ended = true
+		}
+	}
+	if !ended || pos != int64(all.Len()) || gaps == 0 {
+		t.Errorf("SSE ended %v at %d of %d with %d gaps; want the end, everything accounted for, and a gap", ended, pos, all.Len(), gaps)
+	}
 }
