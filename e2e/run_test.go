@@ -25,16 +25,23 @@ func TestCLIRunInBox(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, tc := range []struct {
+		user   string // "" is root
 		stdin  string
 		cmd    string
 		out    string
 		status int
 	}{
-		{"", "octo run -- sh -c 'id -un; exit 7'", "bob\n", 7},
-		{"", "octo run -- sh -c 'kill -TERM $$'", "", 143},
-		{"echo in | ", "octo run -i -- cat", "in\n", 0},
+		{"bob", "", "octo run -- sh -c 'id -un; exit 7'", "bob\n", 7},
+		{"bob", "", "octo run -- sh -c 'kill -TERM $$'", "", 143},
+		{"bob", "echo in | ", "octo run -i -- cat", "in\n", 0},
+		{"", "", "octo run --user alice -- id -un", "alice\n", 0}, // root on the socket is an admin
+		{"bob", "", "octo run --user alice -- id -un 2>&1", "octo: only an admin may act for another user (?user=)\n", 1},
 	} {
-		out, err := bx.Sh(ctx, tc.stdin+asUser("bob", tc.cmd))
+		cmd := tc.cmd
+		if tc.user != "" {
+			cmd = asUser(tc.user, cmd)
+		}
+		out, err := bx.Sh(ctx, tc.stdin+cmd)
 		status := 0
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -43,7 +50,7 @@ func TestCLIRunInBox(t *testing.T) {
 			t.Fatalf("%s: %v", tc.cmd, err)
 		}
 		if out != tc.out || status != tc.status {
-			t.Errorf("as bob: %s: %q, exit %d; want %q and %d (%v)", tc.cmd, out, status, tc.out, tc.status, err)
+			t.Errorf("as %q: %s: %q, exit %d; want %q and %d (%v)", tc.user, tc.cmd, out, status, tc.out, tc.status, err)
 		}
 	}
 }

@@ -24,7 +24,7 @@ const clientUsage = `client commands ($OCTO_SOCKET, default /run/octo/octo.sock;
   octo logs [-f] ID
   octo stop [--grace D] ID
   octo signal ID SIGNAL
-  octo rm ID...
+  octo rm [-f] ID...
   octo cp [-p] SRC DST                ":path" is in the workspace: octo cp data.csv :in/  octo cp :out/r.bin .
   octo ls [--json] [PATH]
   (every client command takes --user NAME, for admins)

@@ -133,6 +133,7 @@ func signalCmd(ctx context.Context, args []string) error {
 
 func rmCmd(ctx context.Context, args []string) error {
 	f := newCLIFlags("rm", false)
+	force := f.fs.Bool("f", false, "stop a running session first")
 	pos, err := f.parse(args, 1, -1)
 	if err != nil {
 		return err
@@ -142,23 +143,23 @@ func rmCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, id := range pos {
-		if err := removeSession(ctx, c, id); err != nil {
+		if err := removeSession(ctx, c, id, *force); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// removeSession removes an ended session, refusing a running one (the
-// remove call of a server that does not know it would stop it instead),
-// and checks that it is gone.
-func removeSession(ctx context.Context, c *client.Client, id string) error {
+// removeSession removes an ended session, refusing a running one unless
+// forced (the server stops it, then removes it), and checks that it is
+// gone: a server without the remove call would only have stopped it.
+func removeSession(ctx context.Context, c *client.Client, id string, force bool) error {
 	s, err := c.Session(ctx, id)
 	if err != nil {
 		return err
 	}
-	if s.Running() {
-		return fmt.Errorf("session %s is running: stop it first (octo stop %s)", id, id)
+	if s.Running() && !force {
+		return fmt.Errorf("session %s is running: stop it first (octo stop %s), or octo rm -f %s", id, id, id)
 	}
 	if err := c.Remove(ctx, id); err != nil {
 		return err

@@ -55,19 +55,32 @@ func runCmd(ctx context.Context, args []string) error {
 			req.Rows, req.Cols = rows, cols
 		}
 	}
-	s, err := c.Start(ctx, req)
-	if err != nil {
-		return err
-	}
 	if *detach {
+		s, err := c.Start(ctx, req)
+		if err != nil {
+			return err
+		}
 		fmt.Println(s.ID)
 		return nil
 	}
-	if s.State == "failed" {
-		fmt.Fprintf(os.Stderr, "octo: session %s did not start: %s\n", s.ID, s.Error)
-		return exitCode(127)
+	stdin := *tty || *interactive
+	// Started and attached in one request. Without -i the session's stdin
+	// is closed at once, with it when ours ends; but not when ours is a
+	// terminal: its input has no end, and closing the connection to
+	// detach would close the session's stdin too.
+	closeStdin := !(*tty && isTerminal(0))
+	id, a, s, err := c.StartAttached(ctx, req, client.AttachOptions{Stdin: stdin, CloseStdin: closeStdin})
+	if err != nil {
+		return err
 	}
-	return attach(ctx, c, s.ID, attachMode{tty: *tty, stdin: *tty || *interactive, closeStdin: !*tty, run: true})
+	if a == nil { // it did not start
+		if s.State == "failed" {
+			fmt.Fprintf(os.Stderr, "octo: session %s did not start: %s\n", s.ID, s.Error)
+			return exitCode(127)
+		}
+		return sessionExit(*s)
+	}
+	return attach(ctx, c, id, attachMode{tty: *tty, stdin: stdin, closeStdin: closeStdin, run: true, offset: 0}, a)
 }
 
 func attachCmd(ctx context.Context, args []string) error {
@@ -86,7 +99,7 @@ func attachCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return attach(ctx, c, s.ID, attachMode{tty: s.TTY, stdin: !*noStdin, offset: *offset})
+	return attach(ctx, c, s.ID, attachMode{tty: s.TTY, stdin: !*noStdin, offset: *offset}, nil)
 }
 
 // attachMode says how attach behaves.
@@ -101,7 +114,8 @@ type attachMode struct {
 // attach streams a session's output to stdout and stdin to it until the
 // session ends (its exit status becomes octo's) or the user detaches.
 // Signals are forwarded to the session, so ctx is not cancelled by them.
-func attach(ctx context.Context, c *client.Client, id string, m attachMode) error {
+// first, if not nil, is the attachment to begin with.
+func attach(ctx context.Context, c *client.Client, id string, m attachMode, first *client.Attachment) error {
 	ctx = context.WithoutCancel(ctx)
 	raw := m.tty && isTerminal(0)
 	if raw {
@@ -134,7 +148,11 @@ func attach(ctx context.Context, c *client.Client, id string, m attachMode) erro
 	offset := m.offset
 	stdinStarted := false
 	for {
-		a, err := c.Attach(ctx, id, client.AttachOptions{Offset: offset, Stdin: m.stdin, CloseStdin: m.closeStdin})
+		a, err := first, error(nil)
+		if a == nil {
+			a, err = c.Attach(ctx, id, client.AttachOptions{Offset: offset, Stdin: m.stdin, CloseStdin: m.closeStdin})
+		}
+		first = nil
 		if err != nil {
 			return err
 		}
@@ -149,8 +167,12 @@ func attach(ctx context.Context, c *client.Client, id string, m attachMode) erro
 			stdinStarted = true
 			go forwardStdin(&cur, m, raw, detach)
 		}
-		_, cerr := io.Copy(os.Stdout, a)
+		out := &stdoutWriter{}
+		_, cerr := io.Copy(out, a)
 		a.Close()
+		if out.err != nil {
+			return fmt.Errorf("write output: %w", out.err) // the session goes on
+		}
 		if detached.Load() {
 			note(raw, "detached from %s at output offset %d (octo attach --offset %d %s resumes there)", id, a.Next(), a.Next(), id)
 			return nil
@@ -169,6 +191,18 @@ func attach(ctx context.Context, c *client.Client, id string, m attachMode) erro
 		// past what the agent keeps): attach again where it stopped.
 		offset = a.Next()
 	}
+}
+
+// stdoutWriter writes to stdout and remembers a failed write, which no
+// attaching again would cure.
+type stdoutWriter struct{ err error }
+
+func (w *stdoutWriter) Write(p []byte) (int, error) {
+	n, err := os.Stdout.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // sessionExit is the error that passes an ended session's status on.
@@ -231,6 +265,9 @@ func forwardStdin(cur *atomic.Pointer[client.Attachment], m attachMode, raw bool
 			for _, b := range buf[:n] {
 				switch {
 				case held && b == ctrlQ:
+					if a := cur.Load(); a != nil && len(out) > 0 {
+						a.Write(out) // what was typed before the keys
+					}
 					detach()
 					return
 				case held:

@@ -12,6 +12,7 @@
 //	octo doctor [--config PATH] [--user NAME]...
 //	octo reload PID
 //	octo version
+//	octo run|attach|ps|logs|stop|signal|rm|cp|ls ...   (the API's client; octo help lists them)
 package main
 
 import (

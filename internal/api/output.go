@@ -42,7 +42,7 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	if !s.streams.acquire(u.Name) {
-		writeError(w, http.StatusTooManyRequests, "limit", fmt.Sprintf("%s already has %d output streams open (server.max_streams_per_user)", u.Name, s.cfg.MaxStreamsPerUser))
+		s.streamLimit(w, u)
 		return
 	}
 	defer s.streams.release(u.Name)

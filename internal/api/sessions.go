@@ -20,12 +20,19 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, t target) 
 		writeError(w, http.StatusBadRequest, "invalid", `field command: want a non-empty array such as ["ls", "-l"]`)
 		return
 	}
-	var sess agentrpc.Session
-	if _, ok := s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) (err error) {
-		sess, err = c.Start(ctx, agentrpc.StartRequest{Argv: req.Command, Cwd: req.Cwd, Env: req.Env,
-			Name: req.Name, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols})
-		return err
-	}); !ok {
+	start := func() (sess agentrpc.Session, ok bool) {
+		_, ok = s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) (err error) {
+			sess, err = c.Start(ctx, agentrpc.StartRequest{Argv: req.Command, Cwd: req.Cwd, Env: req.Env,
+				Name: req.Name, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols})
+			return err
+		})
+		return sess, ok
+	}
+	if s.startAttached(w, r, t.User, start) { // Upgrade: tcp, see attach.go
+		return
+	}
+	sess, ok := start()
+	if !ok {
 		return
 	}
 	w.Header().Set("Location", "/api/v1/sessions/"+sess.ID)

@@ -1,12 +1,16 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,7 +93,7 @@ func TestRawFollowSlowReader(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Millisecond) // about 8 MB/s at most: seq is faster
+		time.Sleep(5 * time.Millisecond) // about 3 MB/s at most: seq is much faster
 	}
 	var all bytes.Buffer
 	for i := 1; i <= lines; i++ {
@@ -185,5 +189,210 @@ func readUntil(t *testing.T, r io.Reader, want string) {
 			t.Fatalf("read %q, then %v; want %q", got, err, want)
 		}
 		got = append(got, b[0])
+	}
+}
+
+// POST /api/v1/sessions with Upgrade: tcp starts and attaches in one
+// request, from the first byte even when the session ends at once; a
+// program that cannot start is answered 201 with the failed session.
+func TestStartAttached(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	c, err := client.NewURL(h.url, h.tokMe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, a, _, err := c.StartAttached(ctx, client.StartRequest{Command: []string{"sh", "-c", "echo first; exit 2"}}, client.AttachOptions{CloseStdin: true})
+	if err != nil || a == nil {
+		t.Fatalf("start attached: %v, %v", a, err)
+	}
+	a.SetDeadline(time.Now().Add(20 * time.Second))
+	if out, err := io.ReadAll(a); string(out) != "first\n" || err != nil || a.Offset != 0 {
+		t.Errorf("start attached: output %q from %d, %v; want \"first\\n\" from 0", out, a.Offset, err)
+	}
+	if s, err := c.Session(ctx, id); err != nil || s.ExitStatus() != 2 {
+		t.Errorf("session %s: %+v, %v; want exit 2", id, s, err)
+	}
+	_, a, s, err := c.StartAttached(ctx, client.StartRequest{Command: []string{"no-such-program"}}, client.AttachOptions{})
+	if err != nil || a != nil || s == nil || s.State != "failed" {
+		t.Errorf("start attached of a missing program: %v, %+v, %v; want the failed session", a, s, err)
+	}
+}
+
+// Attach works over TLS: the upgrade hijacks the TLS connection.
+func TestAttachTLS(t *testing.T) {
+	h := newHarness(t)
+	ts := httptest.NewUnstartedServer(h.srv.Handler())
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(ts.Certificate())
+	c, err := client.NewURLTLS(ts.URL, h.tokMe, &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id, a, _, err := c.StartAttached(ctx, client.StartRequest{Command: []string{"sh", "-c", "read l; echo \"tls $l\""}}, client.AttachOptions{Stdin: true, CloseStdin: true})
+	if err != nil || a == nil {
+		t.Fatalf("start attached over TLS: %v, %v", a, err)
+	}
+	a.SetDeadline(time.Now().Add(20 * time.Second))
+	a.Write([]byte("ok\n"))
+	a.CloseWrite()
+	if out, err := io.ReadAll(a); string(out) != "tls ok\n" || err != nil {
+		t.Errorf("over TLS: %q, %v; want \"tls ok\\n\"", out, err)
+	}
+	if s, err := c.Session(ctx, id); err != nil || s.ExitStatus() != 0 {
+		t.Errorf("session over TLS: %+v, %v", s, err)
+	}
+}
+
+// client.CopyOutput of output larger than the agent keeps, read at once and
+// followed by a slow writer: every byte written is the output at its
+// offset, and each stretch skipped is reported as a gap where it happened.
+func TestCopyOutputGaps(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	c, err := client.NewURL(h.url, h.tokMe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lines = 3_000_000
+	var all bytes.Buffer
+	for i := 1; i <= lines; i++ {
+		all.WriteString(strconv.Itoa(i))
+		all.WriteByte('\n')
+	}
+	for _, follow := range []bool{true, false} {
+		s := h.startSession(h.tokMe, fmt.Sprintf(`{"command":["seq","%d"]}`, lines))
+		if !follow {
+			h.waitExit(h.tokMe, s.ID)
+		}
+		w := &offsetChecker{t: t, all: all.Bytes(), slow: follow}
+		next, err := c.CopyOutput(ctx, s.ID, 0, w, follow, w.gap)
+		if err != nil || next != int64(all.Len()) || w.pos != next {
+			t.Errorf("follow %v: CopyOutput ended at %d (checked to %d), %v; want %d", follow, next, w.pos, err, all.Len())
+		}
+		if w.gaps == 0 {
+			t.Errorf("follow %v: no gap reported, but the agent keeps only 8 MiB of %d bytes", follow, all.Len())
+		}
+	}
+}
+
+// offsetChecker checks that what is written is the output at the offset
+// reached, moved on by the gaps reported.
+type offsetChecker struct {
+	t    *testing.T
+	all  []byte
+	pos  int64
+	gaps int
+	slow bool
+}
+
+func (w *offsetChecker) Write(p []byte) (int, error) {
+	if !bytes.Equal(p, w.all[w.pos:w.pos+int64(len(p))]) {
+		w.t.Fatalf("%d bytes written at %d are not the output there", len(p), w.pos)
+	}
+	w.pos += int64(len(p))
+	if w.slow {
+		time.Sleep(time.Duration(len(p)/(16<<10)) * 5 * time.Millisecond)
+	}
+	return len(p), nil
+}
+
+func (w *offsetChecker) gap(g client.Gap) {
+	if g.From != w.pos || g.To <= g.From {
+		w.t.Errorf("gap %+v reported at %d", g, w.pos)
+	}
+	w.pos = g.To
+	w.gaps++
+}
+
+// Attachments count against the user's output streams: past the cap the
+// answer is 429, and a detach frees its place.
+func TestAttachStreamCap(t *testing.T) {
+	h := newHarness(t) // max 2 streams per user
+	ctx := context.Background()
+	c, err := client.NewURL(h.url, h.tokMe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.startSession(h.tokMe, `{"command":["sleep","100"]}`)
+	defer h.do("DELETE", "/api/v1/sessions/"+s.ID+"?grace=0s", h.tokMe, nil)
+	var held []*client.Attachment
+	for range 2 {
+		a, err := c.Attach(ctx, s.ID, client.AttachOptions{Offset: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, a)
+	}
+	if _, err := c.Attach(ctx, s.ID, client.AttachOptions{Offset: -1}); client.ErrorCode(err) != "limit" {
+		t.Errorf("third attachment: %v, want limit", err)
+	}
+	held[0].Close()
+	var err2 error
+	for i := 0; i < 100; i++ { // the server notices the detach when it reads the close
+		var a *client.Attachment
+		if a, err2 = c.Attach(ctx, s.ID, client.AttachOptions{Offset: -1}); err2 == nil {
+			a.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err2 != nil {
+		t.Errorf("attach after a detach: %v", err2)
+	}
+	held[1].Close()
+}
+
+// An SSE reader slower than the session's output gets a gap event where
+// output was dropped, and every output event is the output at its offsets.
+func TestSSEGap(t *testing.T) {
+	h := newHarness(t)
+	const lines = 3_000_000
+	var all bytes.Buffer
+	for i := 1; i <= lines; i++ {
+		all.WriteString(strconv.Itoa(i))
+		all.WriteByte('\n')
+	}
+	s := h.startSession(h.tokMe, fmt.Sprintf(`{"command":["seq","%d"]}`, lines))
+	req, _ := http.NewRequest("GET", h.url+"/api/v1/sessions/"+s.ID+"/output", nil)
+	req.Header.Set("Authorization", "Bearer "+h.tokMe)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 4<<20), 4<<20)
+	var pos int64
+	gaps, ended := 0, false
+	var event string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = line[7:]
+		case strings.HasPrefix(line, "data: ") && event == "gap":
+			g := decode[gapEventJSON](t, []byte(line[6:]))
+			if g.From != pos || g.To <= g.From {
+				t.Fatalf("gap %+v at %d", g, pos)
+			}
+			pos, gaps = g.To, gaps+1
+		case strings.HasPrefix(line, "data: ") && event == "output":
+			ev := decode[outputEventJSON](t, []byte(line[6:]))
+			if ev.Offset != pos || ev.DataB64 != "" || ev.Data != all.String()[ev.Offset:ev.Next] {
+				t.Fatalf("event from %d to %d at %d is not the output there", ev.Offset, ev.Next, pos)
+			}
+			pos = ev.Next
+			time.Sleep(5 * time.Millisecond) // read slowly: about 200 chunks a second
+		case strings.HasPrefix(line, "data: ") && event == "end":
+			ended = true
+		}
+	}
+	if !ended || pos != int64(all.Len()) || gaps == 0 {
+		t.Errorf("SSE ended %v at %d of %d with %d gaps; want the end, everything accounted for, and a gap", ended, pos, all.Len(), gaps)
 	}
 }

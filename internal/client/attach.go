@@ -2,8 +2,11 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -51,9 +54,8 @@ func (a *Attachment) CloseWrite() error {
 	return fmt.Errorf("attach: this connection cannot close only its input")
 }
 
-// Attach attaches to a session: POST /api/v1/sessions/{id}/attach with
-// Upgrade: tcp, answered by 101 Switching Protocols.
-func (c *Client) Attach(ctx context.Context, id string, opt AttachOptions) (*Attachment, error) {
+// attachQuery is the query of an attach request.
+func (opt AttachOptions) query() url.Values {
 	q := url.Values{}
 	if opt.Offset >= 0 {
 		q.Set("offset", strconv.FormatInt(opt.Offset, 10))
@@ -64,40 +66,95 @@ func (c *Client) Attach(ctx context.Context, id string, opt AttachOptions) (*Att
 	if opt.CloseStdin {
 		q.Set("close_stdin", "1")
 	}
-	req, err := c.newRequest(ctx, http.MethodPost, sessionPath(id, "/attach"), q, nil)
+	return q
+}
+
+// Attach attaches to a session: POST /api/v1/sessions/{id}/attach with
+// Upgrade: tcp, answered by 101 Switching Protocols.
+func (c *Client) Attach(ctx context.Context, id string, opt AttachOptions) (*Attachment, error) {
+	req, err := c.newRequest(ctx, http.MethodPost, sessionPath(id, "/attach"), opt.query(), nil)
 	if err != nil {
 		return nil, err
 	}
+	a, resp, err := c.upgrade(ctx, req)
+	if err == nil && a == nil {
+		err = errorOf(resp.StatusCode, resp.Body)
+	}
+	return a, err
+}
+
+// StartAttached starts a session and attaches to it from its first byte in
+// one request (POST /api/v1/sessions with Upgrade: tcp; opt.Offset is
+// ignored). A session that did not start comes back without an attachment.
+func (c *Client) StartAttached(ctx context.Context, sr StartRequest, opt AttachOptions) (string, *Attachment, *Session, error) {
+	opt.Offset = -1
+	body, err := json.Marshal(sr)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	req, err := c.newRequest(ctx, http.MethodPost, "/api/v1/sessions", opt.query(), bytes.NewReader(body))
+	if err != nil {
+		return "", nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	a, resp, err := c.upgrade(ctx, req)
+	switch {
+	case err != nil:
+		return "", nil, nil, err
+	case a != nil:
+		return resp.Header.Get(HeaderSession), a, nil, nil
+	case resp.StatusCode == http.StatusCreated:
+		var s Session
+		if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+			return "", nil, nil, fmt.Errorf("decode start answer: %w", err)
+		}
+		return s.ID, nil, &s, nil
+	}
+	return "", nil, nil, errorOf(resp.StatusCode, resp.Body)
+}
+
+// HeaderSession names the session of an attachment.
+const HeaderSession = "Octo-Session-Id"
+
+// upgrade sends req with Upgrade: tcp on a connection of its own and
+// returns the attachment when the server switched protocols, else the
+// answer, its body read into memory.
+func (c *Client) upgrade(ctx context.Context, req *http.Request) (*Attachment, *http.Response, error) {
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "tcp")
 	conn, err := c.dial(ctx)
 	if err != nil {
-		return nil, c.reachError(err)
+		return nil, nil, c.reachError(err)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if err := req.Write(conn); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("attach: send request: %w", err)
+		return nil, nil, fmt.Errorf("attach: send request: %w", err)
 	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("attach: read answer: %w", err)
+		return nil, nil, fmt.Errorf("attach: read answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer conn.Close()
-		return nil, errorOf(resp.StatusCode, resp.Body)
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return nil, nil, fmt.Errorf("attach: read answer: %w", err)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		return nil, resp, nil
 	}
 	if !stop() {
 		conn.Close()
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	off, err := headerInt(resp.Header, HeaderOffset)
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return &Attachment{Conn: conn, Offset: off, br: br}, nil
+	return &Attachment{Conn: conn, Offset: off, br: br}, resp, nil
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,7 +49,11 @@ func NewUnix(socket string) *Client {
 
 // NewURL returns a client of the API at an http:// or https:// URL that
 // sends token (if not empty) as a bearer token.
-func NewURL(rawURL, token string) (*Client, error) {
+func NewURL(rawURL, token string) (*Client, error) { return NewURLTLS(rawURL, token, nil) }
+
+// NewURLTLS is NewURL with the TLS configuration of https:// connections
+// (nil: the system's roots).
+func NewURLTLS(rawURL, token string, tlsConf *tls.Config) (*Client, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server URL %q: want http://HOST:PORT or https://HOST:PORT", rawURL)
@@ -59,7 +64,14 @@ func NewURL(rawURL, token string) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DisableCompression = true
-	tlsConf := &tls.Config{ServerName: u.Hostname()}
+	if tlsConf == nil {
+		tlsConf = &tls.Config{}
+	} else {
+		tlsConf = tlsConf.Clone()
+	}
+	if tlsConf.ServerName == "" {
+		tlsConf.ServerName = u.Hostname()
+	}
 	tr.TLSClientConfig = tlsConf
 	dial := func(ctx context.Context) (net.Conn, error) {
 		if u.Scheme == "https" {
@@ -73,10 +85,23 @@ func NewURL(rawURL, token string) (*Client, error) {
 }
 
 // FromEnv returns a client of $OCTO_URL with $OCTO_TOKEN when $OCTO_URL is
-// set, else of the Unix socket $OCTO_SOCKET (default DefaultSocket).
+// set (trusting the certificates in the PEM file $OCTO_CACERT, if set, for
+// https), else of the Unix socket $OCTO_SOCKET (default DefaultSocket).
 func FromEnv() (*Client, error) {
 	if u := os.Getenv("OCTO_URL"); u != "" {
-		return NewURL(u, os.Getenv("OCTO_TOKEN"))
+		var conf *tls.Config
+		if f := os.Getenv("OCTO_CACERT"); f != "" {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("$OCTO_CACERT: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("$OCTO_CACERT %s: no PEM certificate in it", f)
+			}
+			conf = &tls.Config{RootCAs: pool}
+		}
+		return NewURLTLS(u, os.Getenv("OCTO_TOKEN"), conf)
 	}
 	sock := os.Getenv("OCTO_SOCKET")
 	if sock == "" {

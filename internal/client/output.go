@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 )
 
 // Output headers and trailers of GET /api/v1/sessions/{id}/output.
@@ -167,6 +168,7 @@ func (c *Client) CopyOutput(ctx context.Context, id string, offset int64, w io.W
 		if err != nil {
 			return st.Offset + st.n, err
 		}
+		progress := next > offset
 		offset = next
 		switch {
 		case done:
@@ -176,6 +178,11 @@ func (c *Client) CopyOutput(ctx context.Context, id string, offset int64, w io.W
 				onGap(Gap{offset, resume})
 			}
 			offset = resume
+		case !progress: // the server ended the stream early with nothing: do not spin
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return offset, err
