@@ -11,12 +11,12 @@ type idleTracker struct {
 	timeout time.Duration
 	fire    chan struct{}
 
-	mu      sync.Mutex
-	busy    int
-	gen     uint64 // bumped on every busy/idle change, so a stale timer cannot fire
-	timer   *time.Timer
-	running bool
-	fired_  bool
+	mu       sync.Mutex
+	busy     int
+	gen      uint64 // bumped on every busy/idle change, so a stale timer cannot fire
+	timer    *time.Timer
+	running  bool
+	hasFired bool // the timeout passed; quiet until rearm
 }
 
 func newIdleTracker(timeout time.Duration) *idleTracker {
@@ -38,7 +38,7 @@ func (t *idleTracker) idleNow() bool {
 func (t *idleTracker) rearm() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.fired_ = false
+	t.hasFired = false
 	t.arm()
 }
 
@@ -82,7 +82,7 @@ func (t *idleTracker) dec() {
 
 // arm starts the idle timer if the agent is idle. t.mu must be held.
 func (t *idleTracker) arm() {
-	if !t.running || t.timeout <= 0 || t.busy > 0 || t.fired_ {
+	if !t.running || t.timeout <= 0 || t.busy > 0 || t.hasFired {
 		return
 	}
 	gen := t.gen
@@ -92,10 +92,10 @@ func (t *idleTracker) arm() {
 	t.timer = time.AfterFunc(t.timeout, func() {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		if gen != t.gen || t.busy > 0 || !t.running || t.fired_ {
+		if gen != t.gen || t.busy > 0 || !t.running || t.hasFired {
 			return
 		}
-		t.fired_ = true
+		t.hasFired = true
 		select {
 		case t.fire <- struct{}{}:
 		default:
