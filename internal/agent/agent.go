@@ -1,5 +1,11 @@
 // Package agent is the octo agent's server: it runs one Linux user's sessions
 // and file operations, serving the agentrpc protocol to checked peers.
+//
+// It is the only code that runs user work. It touches the user's workspace
+// only through os.Root or openat2 beneath it, its own state directory, and
+// the sockets it serves; it passes the control plane read-only descriptors of
+// regular files it opened and temporaries of uploads it created, never a
+// directory or a path. It has no HTTP server.
 package agent
 
 import (

@@ -1,6 +1,10 @@
 // Package agentrpc is the octo agent's net/rpc protocol: request and reply
 // types, error codes, limits, the codecs of its wire format and a typed
 // client.
+//
+// It imports neither side (package wire carries the bytes): both the
+// control plane and the agent build on it, and it touches nothing but the
+// connection it is given.
 package agentrpc
 
 import (

@@ -1,5 +1,10 @@
 // Package api is the control plane's HTTP API: it authenticates callers and
 // relays their requests to their own agent.
+//
+// It never forks a user process nor opens a user path: it reaches agents
+// only through package backend (handler.go is where a request becomes an
+// agent call), and moves file bytes through descriptors the agent opened.
+// It does not import package agent.
 package api
 
 import (

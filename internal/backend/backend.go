@@ -1,5 +1,10 @@
 // Package backend maps a user to the endpoint of their agent: a local socket
-// (system or systemd --user agent) or an agent in a container.
+// (system or systemd --user agent), an agent in a container, or one placed
+// by Slurm that dialed in.
+//
+// Router.SocketPath is the one place that builds an agent socket path. The
+// package dials agents and checks who listens (SO_PEERCRED); it speaks no
+// HTTP and opens no user path.
 package backend
 
 import (
