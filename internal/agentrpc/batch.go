@@ -3,7 +3,10 @@ package agentrpc
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"io"
+	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -17,6 +20,7 @@ import (
 // replies).
 type batchWriter struct {
 	rwc io.ReadWriteCloser
+	uc  *net.UnixConn // rwc, when it can pass descriptors
 
 	mu      sync.Mutex // guards buf and scratch, and orders frames
 	buf     *bufio.Writer
@@ -33,6 +37,7 @@ func newBatchWriter(rwc io.ReadWriteCloser, preamble string) *batchWriter {
 	buf := bufio.NewWriterSize(rwc, 64<<10)
 	buf.WriteString(preamble)
 	w := &batchWriter{rwc: rwc, buf: buf, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	w.uc, _ = rwc.(*net.UnixConn)
 	go w.flusher()
 	return w
 }
@@ -73,6 +78,32 @@ func (w *batchWriter) end(b, tail []byte, err error) error {
 	default: // the flusher has yet to take the previous kick: it sends this one too
 	}
 	return nil
+}
+
+// endFD is end for a frame that carries f's descriptor: what is buffered
+// leaves first, then the frame in one sendmsg with the descriptor. f is
+// closed either way (the peer holds its own copy once sent).
+func (w *batchWriter) endFD(b []byte, f *os.File) error {
+	defer f.Close()
+	if w.uc == nil {
+		w.mu.Unlock()
+		w.Close()
+		return errors.New("descriptor reply on a connection that cannot pass descriptors")
+	}
+	var n [binary.MaxVarintLen64]byte
+	frame := append(binary.AppendUvarint(n[:0], uint64(len(b))), b...)
+	err := w.buf.Flush()
+	if err == nil {
+		err = sendFD(w.uc, frame, f)
+	}
+	if cap(b) <= maxScratch {
+		w.scratch = b[:0]
+	}
+	w.mu.Unlock()
+	if err != nil {
+		w.Close()
+	}
+	return err
 }
 
 // flusher writes encoded messages until Close. It yields once before each

@@ -244,3 +244,55 @@ func (c *Client) Rename(ctx context.Context, req RenameRequest) (FileInfo, error
 	}
 	return r, nil
 }
+
+// PassesFDs reports whether this connection carries descriptors: Open and
+// Create then pass one, and the bytes need no calls of their own.
+func (c *Client) PassesFDs() bool { return c.codec.passesFDs() }
+
+// Open opens a file for reading, asking for a descriptor when the
+// connection can carry one. The caller closes the reply's File, if any.
+func (c *Client) Open(ctx context.Context, req OpenRequest) (OpenReply, error) {
+	req.FD = req.FD && c.PassesFDs()
+	var r OpenReply
+	if err := c.Call(ctx, MethodFileOpen, &req, &r); err != nil {
+		if r.File != nil {
+			r.File.Close()
+		}
+		return OpenReply{}, err
+	}
+	return r, nil
+}
+
+// Create starts an upload, asking for a descriptor of its temporary file
+// when the connection can carry one. The caller closes the Upload's File,
+// if any, before Commit, and calls Commit or Abort.
+func (c *Client) Create(ctx context.Context, req CreateRequest) (Upload, error) {
+	req.FD = req.FD && c.PassesFDs()
+	var r Upload
+	if err := c.Call(ctx, MethodFileCreate, &req, &r); err != nil {
+		if r.File != nil {
+			r.File.Close()
+		}
+		return Upload{}, err
+	}
+	return r, nil
+}
+
+// WriteAt writes a chunk of an upload.
+func (c *Client) WriteAt(ctx context.Context, req ChunkRequest) error {
+	return c.Call(ctx, MethodFileWriteAt, &req, &Empty{})
+}
+
+// Commit finishes an upload.
+func (c *Client) Commit(ctx context.Context, req CommitRequest) (CommitReply, error) {
+	var r CommitReply
+	if err := c.Call(ctx, MethodFileCommit, &req, &r); err != nil {
+		return CommitReply{}, err
+	}
+	return r, nil
+}
+
+// Abort removes an upload's temporary file.
+func (c *Client) Abort(ctx context.Context, id string) error {
+	return c.Call(ctx, MethodFileAbort, &UploadRef{ID: id}, &Empty{})
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/rpc"
+	"os"
 	"sync/atomic"
 	"time"
 )
@@ -17,7 +18,7 @@ import (
 // The wire format. A client starts its connection with Preamble; then each
 // request and reply is a frame: a uvarint length, then
 //
-//	kind      1 byte: 'q' request, 'r' reply
+//	kind      1 byte: 'q' request, 'r' reply, 'f' reply carrying a descriptor (fd_linux.go)
 //	seq       uvarint, net/rpc's sequence number
 //	method    uvarint length + bytes
 //	error     uvarint length + bytes (replies only; empty on success)
@@ -48,6 +49,7 @@ var ErrBadReply = errors.New("bad agent reply")
 const (
 	kindRequest = 'q'
 	kindReply   = 'r'
+	kindFDReply = 'f'
 	encWire     = 'w'
 	encGob      = 'g'
 )
@@ -63,6 +65,8 @@ type frameReader struct {
 	max  uint64
 	buf  []byte
 	body wireReader // the current frame's body
+	fdr  *fdReader  // nil: the connection cannot pass descriptors
+	fd   *os.File   // the descriptor passed with the current frame
 
 	gobIn  *bytes.Reader
 	gobDec *gob.Decoder
@@ -107,7 +111,13 @@ func (f *frameReader) next(kind byte) (seq uint64, method, errText string, err e
 		return 0, "", "", err
 	}
 	r := wireReader{b: buf}
-	if len(r.b) == 0 || r.b[0] != kind {
+	switch {
+	case len(r.b) > 0 && r.b[0] == kind:
+	case len(r.b) > 0 && r.b[0] == kindFDReply && kind == kindReply && f.fdr != nil:
+		if f.fd, err = f.fdr.take(); err != nil {
+			return 0, "", "", err
+		}
+	default:
 		return 0, "", "", fmt.Errorf("%w: frame of kind %q, want %q", errBadWire, r.b[:min(len(r.b), 1)], kind)
 	}
 	r.b = r.b[1:]
@@ -117,6 +127,7 @@ func (f *frameReader) next(kind byte) (seq uint64, method, errText string, err e
 		errText = r.string()
 	}
 	if r.err != nil {
+		f.dropFD()
 		return 0, "", "", r.err
 	}
 	f.body = wireReader{b: r.b, alias: alias}
@@ -146,10 +157,20 @@ func readGrowing(r io.Reader, n uint64) ([]byte, error) {
 	return buf, nil
 }
 
+// dropFD closes the current frame's descriptor, if it has one.
+func (f *frameReader) dropFD() {
+	if f.fd != nil {
+		f.fd.Close()
+		f.fd = nil
+	}
+}
+
 // readBody decodes the current frame's body into body (nil discards it).
+// A descriptor that came with the frame goes to a fileBody; any other
+// body, or none, gets it closed.
 func (f *frameReader) readBody(body any) error {
 	r := &f.body // not a copy: a local passed to readWire would escape
-	defer func() { f.body = wireReader{} }()
+	defer func() { f.body = wireReader{}; f.dropFD() }()
 	if len(r.b) == 0 {
 		return fmt.Errorf("%w: no body", errBadWire)
 	}
@@ -165,7 +186,14 @@ func (f *frameReader) readBody(body any) error {
 			return fmt.Errorf("%w: hand-encoded body for %T", errBadWire, body)
 		}
 		wb.readWire(r)
-		return r.done()
+		if err := r.done(); err != nil {
+			return err
+		}
+		if fb, ok := body.(fileBody); ok && f.fd != nil {
+			fb.setPassedFile(f.fd)
+			f.fd = nil
+		}
+		return nil
 	case encGob:
 		// Even a discarded gob body is decoded: it may define types.
 		f.gobIn.Reset(r.b)
@@ -210,6 +238,14 @@ func (fw *frameWriter) write(kind byte, seq uint64, method string, errText strin
 	if kind == kindReply {
 		b = appendString(b, errText)
 	}
+	if fb, ok := body.(fileBody); ok && kind == kindReply && fb.passedFile() != nil {
+		// The descriptor leaves with the frame; the body no longer holds it.
+		file := fb.passedFile()
+		fb.setPassedFile(nil)
+		b[0] = kindFDReply
+		b = fb.appendWire(append(b, encWire))
+		return fw.out.endFD(append(b, fb.wireTail()...), file)
+	}
 	if wb, ok := body.(wireBody); ok {
 		b = wb.appendWire(append(b, encWire))
 		tail := wb.wireTail()
@@ -242,7 +278,8 @@ var methodNames = func() map[string]string {
 	for _, s := range []string{MethodInfo, MethodSessionStart, MethodSessionList, MethodSessionGet,
 		MethodSessionStop, MethodSessionSignal, MethodSessionResize, MethodSessionInput,
 		MethodSessionClose, MethodSessionOutput, MethodFileStat, MethodFileList, MethodFileRead,
-		MethodFileWrite, MethodFileMkdir, MethodFileRemove, MethodFileRename} {
+		MethodFileWrite, MethodFileMkdir, MethodFileRemove, MethodFileRename, MethodFileOpen,
+		MethodFileCreate, MethodFileWriteAt, MethodFileCommit, MethodFileAbort} {
 		m[s] = s
 	}
 	return m
@@ -259,8 +296,17 @@ type clientCodec struct {
 
 func newClientCodec(conn io.ReadWriteCloser) *clientCodec {
 	w := newBatchWriter(conn, Preamble)
+	if uc, ok := conn.(*net.UnixConn); ok {
+		fdr := newFDReader(uc)
+		fr := newFrameReader(fdr, MaxReplySize)
+		fr.fdr = fdr
+		return &clientCodec{batchWriter: w, fw: newFrameWriter(w), fr: fr}
+	}
 	return &clientCodec{batchWriter: w, fw: newFrameWriter(w), fr: newFrameReader(conn, MaxReplySize)}
 }
+
+// passesFDs reports whether replies on this connection may carry descriptors.
+func (c *clientCodec) passesFDs() bool { return c.fr.fdr != nil }
 
 func (c *clientCodec) WriteRequest(r *rpc.Request, body any) error {
 	return c.fw.write(kindRequest, r.Seq, r.ServiceMethod, "", body)
@@ -269,6 +315,9 @@ func (c *clientCodec) WriteRequest(r *rpc.Request, body any) error {
 func (c *clientCodec) ReadResponseHeader(r *rpc.Response) error {
 	seq, method, errText, err := c.fr.next(kindReply)
 	if err != nil {
+		if c.fr.fdr != nil {
+			c.fr.fdr.close() // the connection is over: net/rpc reads no more
+		}
 		return c.refuse(err)
 	}
 	r.Seq, r.ServiceMethod, r.Error = seq, method, errText
@@ -296,7 +345,7 @@ func (c *clientCodec) refuse(err error) error {
 	switch {
 	case errors.As(err, &tb):
 		err = &replyError{fmt.Sprintf("agent reply over the limit of %d bytes; connection closed", MaxReplySize)}
-	case errors.Is(err, errBadWire):
+	case errors.Is(err, errBadWire), errors.Is(err, errFDs):
 		err = &replyError{"malformed agent reply; connection closed: " + err.Error()}
 	default:
 		return err

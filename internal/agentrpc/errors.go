@@ -19,6 +19,8 @@ const (
 	CodeTooLarge         Code = "too_large"
 	CodeLimit            Code = "limit"
 	CodeInternal         Code = "internal"
+	CodePrecondition     Code = "precondition_failed"  // an If-Match the file no longer matches
+	CodeNoSpace          Code = "insufficient_storage" // disk full or quota reached
 )
 
 // Sentinel errors, one per code. Errors returned by Client match them with errors.Is.
@@ -31,11 +33,14 @@ var (
 	ErrTooLarge         = &Error{Code: CodeTooLarge, Message: "too large"}
 	ErrLimit            = &Error{Code: CodeLimit, Message: "limit reached"}
 	ErrInternal         = &Error{Code: CodeInternal, Message: "internal error"}
+	ErrPrecondition     = &Error{Code: CodePrecondition, Message: "precondition failed"}
+	ErrNoSpace          = &Error{Code: CodeNoSpace, Message: "no space left"}
 )
 
 var codes = map[Code]bool{
 	CodeNotFound: true, CodeExists: true, CodePermission: true, CodeInvalid: true,
 	CodeOutsideWorkspace: true, CodeTooLarge: true, CodeLimit: true, CodeInternal: true,
+	CodePrecondition: true, CodeNoSpace: true,
 }
 
 // Error is a protocol error: a code and a human-readable message.

@@ -7,7 +7,7 @@ import (
 )
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
-	sentinels := []*Error{ErrNotFound, ErrExists, ErrPermission, ErrInvalid, ErrOutsideWorkspace, ErrTooLarge, ErrLimit, ErrInternal}
+	sentinels := []*Error{ErrNotFound, ErrExists, ErrPermission, ErrInvalid, ErrOutsideWorkspace, ErrTooLarge, ErrLimit, ErrInternal, ErrPrecondition, ErrNoSpace}
 	for _, s := range sentinels {
 		t.Run(string(s.Code), func(t *testing.T) {
 			orig := fmt.Errorf("open a/b: %w", Errorf(s.Code, "no such file: a/b"))

@@ -30,6 +30,13 @@ const (
 	MethodFileMkdir  = "File.Mkdir"  // MkdirRequest -> FileInfo
 	MethodFileRemove = "File.Remove" // RemoveRequest -> Empty
 	MethodFileRename = "File.Rename" // RenameRequest -> FileInfo
+
+	// Streaming transfers (protocol_files.go).
+	MethodFileOpen    = "File.Open"    // OpenRequest -> OpenReply
+	MethodFileCreate  = "File.Create"  // CreateRequest -> Upload
+	MethodFileWriteAt = "File.WriteAt" // ChunkRequest -> Empty
+	MethodFileCommit  = "File.Commit"  // CommitRequest -> CommitReply
+	MethodFileAbort   = "File.Abort"   // UploadRef -> Empty
 )
 
 // Limits every agent enforces on what a caller controls. Requests over them
@@ -178,6 +185,7 @@ type FileInfo struct {
 	Mode    os.FileMode // permission bits only
 	ModTime time.Time
 	Target  string // symlink target, as stored
+	Inode   uint64 // with Size and ModTime, what ETag is made of
 }
 
 // PathRequest names a path relative to the workspace.
@@ -224,6 +232,9 @@ type MkdirRequest struct {
 type RemoveRequest struct {
 	Path      string
 	Recursive bool
+	// IfMatch, when set, is the ETag the path must have (or "*": it must
+	// exist), checked just before removing; else ErrPrecondition.
+	IfMatch string
 }
 
 // RenameRequest renames From to To within the workspace.

@@ -169,7 +169,8 @@ func (fi *FileInfo) appendWire(b []byte) []byte {
 	b = binary.AppendVarint(b, fi.Size)
 	b = binary.AppendUvarint(b, uint64(fi.Mode))
 	b = appendTime(b, fi.ModTime)
-	return appendString(b, fi.Target)
+	b = appendString(b, fi.Target)
+	return binary.AppendUvarint(b, fi.Inode)
 }
 
 func (fi *FileInfo) wireTail() []byte { return nil }
@@ -181,6 +182,7 @@ func (fi *FileInfo) readWire(r *wireReader) {
 		r.fail()
 	}
 	fi.Mode, fi.ModTime, fi.Target = os.FileMode(mode), r.time(), r.string()
+	fi.Inode = r.uvarint()
 }
 
 // fileType returns b as a FileType, without allocating for the known ones.

@@ -26,6 +26,10 @@ func TestWireRoundTrip(t *testing.T) {
 		&FileInfo{Name: "n", Type: TypeDir, ModTime: time.Unix(-5, 0)},
 		&OutputRequest{ID: "s1", Offset: 7, Max: 1 << 20, Wait: 30 * time.Second},
 		&Output{Data: bytes.Repeat([]byte{1}, 300), Offset: 1, Next: 301, Start: 1, Size: 301, Done: true},
+		&OpenRequest{Path: "a/b", Inline: MaxInline, FD: true},
+		&OpenReply{Info: FileInfo{Name: "b", Type: TypeFile, Size: 3, Inode: 1 << 60, ModTime: mtime}, Inline: true, Data: []byte("abc")},
+		&Upload{ID: "u1"},
+		&ChunkRequest{ID: "u1", Offset: 1 << 33, Data: []byte("chunk")},
 	}
 	for _, in := range tests {
 		for _, alias := range []bool{false, true} {
@@ -68,6 +72,10 @@ func equalWire(a, b wireBody) bool {
 				c.Data = nil
 			}
 			return &c
+		case *OpenReply:
+			c := *x
+			c.Info.ModTime = c.Info.ModTime.UTC()
+			return &c
 		}
 		return v
 	}
@@ -83,9 +91,13 @@ func TestWireFieldsCovered(t *testing.T) {
 	}{
 		{ReadRequest{}, 3},
 		{ReadReply{}, 3},
-		{FileInfo{}, 6},
+		{FileInfo{}, 7},
 		{OutputRequest{}, 4},
 		{Output{}, 6},
+		{OpenRequest{}, 3},
+		{OpenReply{}, 4}, // File travels beside the frame
+		{Upload{}, 2},    // File travels beside the frame
+		{ChunkRequest{}, 3},
 	}
 	for _, tt := range tests {
 		if got := reflect.TypeOf(tt.v).NumField(); got != tt.want {
