@@ -131,6 +131,9 @@ func New(cfg Config) (*Server, error) {
 		root.Close()
 		return nil, err
 	}
+	if err := s.removeStaleUploads(); err != nil {
+		log.Warn("stale uploads not removed", "err", err)
+	}
 	s.sess, err = loadSessions(s)
 	if err != nil {
 		root.Close()

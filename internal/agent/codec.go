@@ -83,5 +83,8 @@ func recycle(body any) {
 	case *agentrpc.Output:
 		putChunk(b.Data)
 		b.Data = nil
+	case *agentrpc.OpenReply:
+		putChunk(b.Data)
+		b.Data = nil
 	}
 }

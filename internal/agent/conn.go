@@ -80,6 +80,8 @@ func isTemporary(err error) bool {
 func (s *Server) serveConn(c net.Conn, cred peercred.Cred) {
 	srv := rpc.NewServer()
 	caller := &call{s: s, ctx: peercred.NewContext(context.Background(), cred), cred: cred}
+	_, caller.fds = c.(*net.UnixConn)
+	defer caller.uploads.abortAll()
 	// Registration only fails for services without suitable methods: a bug.
 	for name, rcvr := range map[string]any{
 		"Agent":   &AgentService{caller},
@@ -103,6 +105,9 @@ type call struct {
 	s    *Server
 	ctx  context.Context
 	cred peercred.Cred // the identity in ctx
+	// fds is true when replies on this connection may carry descriptors.
+	fds     bool
+	uploads uploadSet // this connection's uploads in progress
 }
 
 // do runs one RPC method's body for this connection's caller: it refuses

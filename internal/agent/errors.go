@@ -58,8 +58,10 @@ func classify(err error) (agentrpc.Code, string) {
 			return agentrpc.CodeInvalid, "directory not empty; remove it recursively"
 		case syscall.ENAMETOOLONG, syscall.EINVAL, syscall.ELOOP, syscall.EXDEV:
 			return agentrpc.CodeInvalid, errno.Error()
-		case syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG:
-			return agentrpc.CodeLimit, errno.Error()
+		case syscall.ENOSPC, syscall.EDQUOT:
+			return agentrpc.CodeNoSpace, errno.Error()
+		case syscall.EFBIG:
+			return agentrpc.CodeTooLarge, errno.Error()
 		}
 		return agentrpc.CodeInternal, errno.Error()
 	}

@@ -88,7 +88,11 @@ func toInfo(st fs.FileInfo) agentrpc.FileInfo {
 	case m&fs.ModeSymlink != 0:
 		t = agentrpc.TypeSymlink
 	}
-	return agentrpc.FileInfo{Name: st.Name(), Type: t, Size: st.Size(), Mode: st.Mode().Perm(), ModTime: st.ModTime()}
+	fi := agentrpc.FileInfo{Name: st.Name(), Type: t, Size: st.Size(), Mode: st.Mode().Perm(), ModTime: st.ModTime()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		fi.Inode = sys.Ino
+	}
+	return fi
 }
 
 // List lists a directory, sorted by name.

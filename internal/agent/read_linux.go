@@ -64,19 +64,23 @@ func workspaceFD(r *os.Root) (int, bool) {
 	return int(d.f.Fd()), true
 }
 
-// readFast reads up to n bytes at off of the regular file rel (cleaned,
-// workspace-relative). ok is false when the caller must use os.Root instead:
-// on any error, including a path the kernel refused or not a regular file.
-func readFast(r *os.Root, rel string, off int64, n int) (data []byte, info agentrpc.FileInfo, ok bool) {
+// errNoOpenat2 sends a caller to os.Root: openat2 does not exist, or
+// refused; os.Root then decides, with the usual wording.
+var errNoOpenat2 = errors.New("openat2 fast path unavailable")
+
+// openat2Read opens rel (cleaned, workspace-relative) read-only below r's
+// directory with RESOLVE_BENEATH, O_NONBLOCK (a FIFO must not hang the
+// call), O_CLOEXEC and O_NOCTTY. Any error is errNoOpenat2.
+func openat2Read(r *os.Root, rel string) (int, error) {
 	if noOpenat2.Load() {
-		return nil, info, false
+		return -1, errNoOpenat2
 	}
 	dirfd, ok := workspaceFD(r)
 	if !ok {
-		return nil, info, false
+		return -1, errNoOpenat2
 	}
 	how := unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY, // O_NONBLOCK: a FIFO must not hang the call
+		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	fd, err := unix.Openat2(dirfd, rel, &how)
@@ -87,6 +91,17 @@ func readFast(r *os.Root, rel string, off int64, n int) (data []byte, info agent
 		if errors.Is(err, unix.ENOSYS) {
 			noOpenat2.Store(true)
 		}
+		return -1, errNoOpenat2
+	}
+	return fd, nil
+}
+
+// readFast reads up to n bytes at off of the regular file rel (cleaned,
+// workspace-relative). ok is false when the caller must use os.Root instead:
+// on any error, including a path the kernel refused or not a regular file.
+func readFast(r *os.Root, rel string, off int64, n int) (data []byte, info agentrpc.FileInfo, ok bool) {
+	fd, err := openat2Read(r, rel)
+	if err != nil {
 		return nil, info, false
 	}
 	defer unix.Close(fd)
@@ -111,6 +126,6 @@ func readFast(r *os.Root, rel string, off int64, n int) (data []byte, info agent
 		got += m
 	}
 	info = agentrpc.FileInfo{Name: path.Base(rel), Type: agentrpc.TypeFile, Size: st.Size,
-		Mode: fs.FileMode(st.Mode & 0o777), ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec)}
+		Mode: fs.FileMode(st.Mode & 0o777), ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec), Inode: st.Ino}
 	return buf[:got], info, true
 }
