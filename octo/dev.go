@@ -83,7 +83,7 @@ func devCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	srv := api.New(api.Config{Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log,
 		Version: version, MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		AgentTimeout: cfg.Server.AgentTimeout.Duration, MaxStreamsPerUser: cfg.Server.MaxStreamsPerUser,
-		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration})
+		MaxUploadsPerUser: cfg.Server.MaxUploadsPerUser, BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration})
 	lns, err := listeners(cfg.Server, log)
 	if err != nil {
 		return err

@@ -51,8 +51,8 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	srv := api.New(api.Config{
 		Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log, Version: version,
 		MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), AgentTimeout: cfg.Server.AgentTimeout.Duration,
-		MaxStreamsPerUser:  cfg.Server.MaxStreamsPerUser,
-		MaxUploadsInFlight: int64(cfg.Server.MaxUploadsInFlight), BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration,
+		MaxStreamsPerUser: cfg.Server.MaxStreamsPerUser,
+		MaxUploadsPerUser: cfg.Server.MaxUploadsPerUser, BodyReadTimeout: cfg.Server.BodyReadTimeout.Duration,
 	})
 	lns, err := listeners(cfg.Server, log)
 	if err != nil {

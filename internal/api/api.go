@@ -25,11 +25,12 @@ type Config struct {
 	Log    *slog.Logger
 	// Version is reported by /api/v1/status.
 	Version string
-	// MaxBodyBytes bounds file uploads and session input (413 beyond).
+	// MaxBodyBytes, if positive, bounds each file upload and session input
+	// body (413 beyond); 0 means no limit: bodies stream with bounded memory.
 	MaxBodyBytes int64
-	// MaxUploadsInFlight bounds the upload bytes all requests together may
-	// hold in memory (429 beyond); at least MaxBodyBytes.
-	MaxUploadsInFlight int64
+	// MaxUploadsPerUser bounds one user's file uploads in progress (429
+	// beyond), so that one user's uploads cost only that user.
+	MaxUploadsPerUser int
 	// BodyReadTimeout bounds receiving an upload or input body (408 beyond).
 	BodyReadTimeout time.Duration
 	// AgentTimeout bounds every agent call except output streams.
@@ -47,8 +48,11 @@ type Server struct {
 	streamsMu sync.Mutex
 	streams   map[string]int // user -> open output streams
 
-	uploads budget // bytes of upload bodies in memory
+	uploads uploadCounts // each user's uploads in progress
 }
+
+// DefaultMaxUploadsPerUser is MaxUploadsPerUser's default.
+const DefaultMaxUploadsPerUser = 8
 
 // maxJSONBody bounds JSON request bodies.
 const maxJSONBody = 1 << 20
@@ -59,11 +63,8 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = agentrpc.MaxWriteSize
-	}
-	if cfg.MaxUploadsInFlight < cfg.MaxBodyBytes {
-		cfg.MaxUploadsInFlight = max(cfg.MaxBodyBytes, 256<<20)
+	if cfg.MaxUploadsPerUser <= 0 {
+		cfg.MaxUploadsPerUser = DefaultMaxUploadsPerUser
 	}
 	if cfg.BodyReadTimeout <= 0 {
 		cfg.BodyReadTimeout = 2 * time.Minute
@@ -74,7 +75,7 @@ func New(cfg Config) *Server {
 	if cfg.MaxStreamsPerUser <= 0 {
 		cfg.MaxStreamsPerUser = 16
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, streams: map[string]int{}, uploads: budget{max: cfg.MaxUploadsInFlight}}
+	s := &Server{cfg: cfg, log: cfg.Log, streams: map[string]int{}}
 	s.mux = s.routes()
 	return s
 }

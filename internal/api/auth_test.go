@@ -116,9 +116,9 @@ func TestRequestLog(t *testing.T) {
 	}
 	from := len(h.log.String())
 	resp, b := h.do("PUT", "/api/v1/files/logged.txt", h.tokMe, strings.NewReader("x"))
-	want(t, "PUT", resp, b, 200, "")
+	want(t, "PUT", resp, b, 201, "")
 	lines := requestLines(from)
-	wantLine := "user=" + h.me + " as=" + h.me + " method=PUT path=/api/v1/files/logged.txt status=200"
+	wantLine := "user=" + h.me + " as=" + h.me + " method=PUT path=/api/v1/files/logged.txt status=201"
 	if len(lines) != 1 || !strings.Contains(lines[0], wantLine) {
 		t.Errorf("log lines for a PUT: %q, want one containing %q", lines, wantLine)
 	}

@@ -40,7 +40,7 @@ func BenchmarkAgentReadDirect(b *testing.B) {
 	}
 	defer c.Close()
 	for b.Loop() {
-		if r, err := c.Read(context.Background(), agentrpc.ReadRequest{Path: "1k.bin", Length: firstRead}); err != nil || len(r.Data) != 1024 {
+		if r, err := c.Open(context.Background(), agentrpc.OpenRequest{Path: "1k.bin", Inline: agentrpc.MaxInline, FD: true}); err != nil || len(r.Data) != 1024 {
 			b.Fatal(err)
 		}
 	}

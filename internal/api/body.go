@@ -35,60 +35,46 @@ func (s *Server) bodyError(w http.ResponseWriter, err error, what string) {
 	}
 }
 
-// readUpload reads an upload body of at most limit bytes into memory,
-// holding its size in the server's upload budget until release is called.
-// It has written the error response when ok is false.
-func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, limit int64) (data []byte, release func(), ok bool) {
-	const nothing = "nothing was written"
-	if r.ContentLength > limit {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body of %d bytes is over the limit of %d (server.max_body_bytes)", r.ContentLength, limit))
-		return nil, nil, false
+// limitBody applies server.max_body_bytes, if set, to body.
+func (s *Server) limitBody(w http.ResponseWriter, body io.ReadCloser) io.ReadCloser {
+	if s.cfg.MaxBodyBytes <= 0 {
+		return body
 	}
-	var taken int64
-	release = func() { s.uploads.give(taken) }
-	take := func(n int64) bool {
-		if !s.uploads.tryTake(n) {
-			writeError(w, http.StatusTooManyRequests, "limit", fmt.Sprintf("uploads in progress hold the server's budget of %d bytes (server.max_upload_bytes_in_flight); retry shortly", s.cfg.MaxUploadsInFlight))
-			return false
-		}
-		taken += n
-		return true
+	return http.MaxBytesReader(w, body, s.cfg.MaxBodyBytes)
+}
+
+// uploadBody returns r's body for a streamed upload: capped by
+// server.max_body_bytes if set, and with a read deadline that moves with
+// progress, so that a body of any size may take as long as it keeps
+// arriving, and one that stalls for server.body_read_timeout fails. lift
+// removes the deadline once the body is read.
+func (s *Server) uploadBody(w http.ResponseWriter, r *http.Request) (body io.Reader, lift func()) {
+	rc := http.NewResponseController(w)
+	pb := &progressBody{r: s.limitBody(w, r.Body), rc: rc, timeout: s.cfg.BodyReadTimeout}
+	if pb.extend() != nil {
+		return pb.r, func() {} // not supported by this connection: nothing to lift
 	}
-	lift := s.bodyDeadline(w)
-	body := http.MaxBytesReader(w, r.Body, limit)
-	if r.ContentLength >= 0 { // the server stops the body at Content-Length
-		if !take(r.ContentLength) {
-			return nil, nil, false
-		}
-		data = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(body, data); err != nil {
-			release()
-			s.bodyError(w, err, nothing)
-			return nil, nil, false
-		}
-		lift()
-		return data, release, true
+	return pb, func() { rc.SetReadDeadline(time.Time{}) }
+}
+
+// progressBody pushes its connection's read deadline forward as bytes
+// arrive (at most once a second: setting it costs a timer update).
+type progressBody struct {
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
+	last    time.Time
+}
+
+func (pb *progressBody) extend() error {
+	pb.last = time.Now()
+	return pb.rc.SetReadDeadline(pb.last.Add(pb.timeout))
+}
+
+func (pb *progressBody) Read(p []byte) (int, error) {
+	n, err := pb.r.Read(p)
+	if n > 0 && time.Since(pb.last) > time.Second {
+		pb.extend()
 	}
-	// Chunked: reserve each growth of the buffer before making it.
-	for {
-		if len(data) == cap(data) {
-			grow := min(max(int64(cap(data)), 64<<10), limit+1-int64(cap(data)))
-			if !take(grow) {
-				release()
-				return nil, nil, false
-			}
-			data = append(make([]byte, 0, int64(cap(data))+grow), data...)
-		}
-		n, err := body.Read(data[len(data):cap(data)])
-		data = data[:len(data)+n]
-		if err == io.EOF {
-			lift()
-			return data, release, true
-		}
-		if err != nil {
-			release()
-			s.bodyError(w, err, nothing)
-			return nil, nil, false
-		}
-	}
+	return n, err
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,53 +11,77 @@ import (
 	"os"
 	"path"
 	"strconv"
-	"strings"
 
 	"octo/internal/agentrpc"
 	"octo/internal/backend"
 )
 
-// maxRanges bounds the ranges of one Range header: each costs an agent read.
+// maxRanges bounds the ranges of one Range header.
 const maxRanges = 16
 
 // minRead is the smallest agent read past the first: a range of one byte
-// costs no more.
+// costs no more (reads without descriptor passing).
 const minRead = 32 << 10
 
-// firstRead is how much of a file the first agent call of a GET reads; small
-// files need no second call.
-const firstRead = 64 << 10
-
-// getFile serves a file's bytes (with Range, Last-Modified and
-// If-Modified-Since through http.ServeContent) or a directory's listing.
+// getFile serves a file's bytes or a directory's listing. The agent opens
+// the file and passes its descriptor, which http.ServeContent sends with
+// sendfile; a small file comes inline in the reply; an agent that cannot
+// pass descriptors is read in chunks. All three go through serveContent.
 func (s *Server) getFile(w http.ResponseWriter, r *http.Request, t target, p string) {
-	u := t.User
-	var first agentrpc.ReadReply
-	_, err := s.call(r, u, backend.Repeatable, 0, func(ctx context.Context, c *agentrpc.Client) (err error) {
-		first, err = c.Read(ctx, agentrpc.ReadRequest{Path: p, Length: firstRead})
+	var o agentrpc.OpenReply
+	if _, ok := s.agentCall(w, r, t.User, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
+		o, err = c.Open(ctx, agentrpc.OpenRequest{Path: p, Inline: agentrpc.MaxInline, FD: true})
 		return err
-	})
-	if err != nil && (p == "" || errors.Is(err, agentrpc.ErrInvalid)) {
-		// Reading a directory fails as invalid; list it instead.
-		if s.listDir(w, r, u, p) {
-			return
-		}
-	}
-	if err != nil {
-		s.agentError(w, r, err)
+	}); !ok {
 		return
 	}
-	if first.EOF && int64(len(first.Data)) == first.Info.Size && unconditional(r) {
-		writeWhole(w, r, p, first)
+	if o.File != nil {
+		// Closed when the response ends, whether sent or abandoned by the
+		// client: ServeContent returns either way.
+		defer o.File.Close()
+	}
+	if o.Info.Type == agentrpc.TypeDir {
+		s.listDir(w, r, t.User, p)
 		return
 	}
-	if n := strings.Count(r.Header.Get("Range"), ",") + 1; n > maxRanges {
-		writeError(w, http.StatusRequestedRangeNotSatisfiable, "invalid", fmt.Sprintf("Range asks for %d ranges; at most %d per request", n, maxRanges))
+	if o.Inline && unconditional(r) {
+		writeWhole(w, r, p, o.Data, &o.Info)
 		return
 	}
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	f := &agentFile{s: s, r: r, u: u, path: p, size: first.Info.Size, buf: first.Data}
-	http.ServeContent(plainWriter{w}, r, path.Base("/"+p), first.Info.ModTime, f)
+	var content io.ReadSeeker
+	switch {
+	case o.Inline:
+		content = bytes.NewReader(o.Data)
+	case o.File != nil:
+		content = o.File // *os.File: the response goes out by sendfile
+	default:
+		content = &agentFile{s: s, r: r, u: t.User, path: p, size: o.Info.Size}
+	}
+	serveContent(w, r, p, &o.Info, content)
+}
+
+// serveContent answers a GET or HEAD of the file fi with content: its
+// preconditions and Range decided here, the rest by http.ServeContent.
+func serveContent(w http.ResponseWriter, r *http.Request, p string, fi *agentrpc.FileInfo, content io.ReadSeeker) {
+	switch precondition(r, fi) {
+	case http.StatusNotModified:
+		writeNotModified(w, fi)
+		return
+	case http.StatusPreconditionFailed:
+		writePrecondition(w, r)
+		return
+	}
+	if !checkRange(w, r, fi) {
+		return
+	}
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("ETag", fi.ETag())
+	if _, ok := content.(*os.File); ok {
+		http.ServeContent(w, r, path.Base("/"+p), fi.ModTime, content)
+		return
+	}
+	http.ServeContent(plainWriter{w}, r, path.Base("/"+p), fi.ModTime, content)
 }
 
 // unconditional reports whether r has no Range or conditional headers, so
@@ -72,28 +97,29 @@ func unconditional(r *http.Request) bool {
 
 // writeWhole sends a file read in one chunk, with the headers ServeContent
 // would set, without its extra work: the common small-file GET.
-func writeWhole(w http.ResponseWriter, r *http.Request, p string, rr agentrpc.ReadReply) {
+func writeWhole(w http.ResponseWriter, r *http.Request, p string, data []byte, fi *agentrpc.FileInfo) {
 	ctype := mime.TypeByExtension(path.Ext(p))
 	if ctype == "" {
-		ctype = http.DetectContentType(rr.Data[:min(len(rr.Data), 512)])
+		ctype = http.DetectContentType(data[:min(len(data), 512)])
 	}
 	// Canonical keys assigned directly, their values in one allocation:
 	// this is the hot path of small files.
-	v := make([]string, 5)
-	v[0], v[1], v[2], v[3] = "nosniff", ctype, "bytes", strconv.Itoa(len(rr.Data))
+	v := make([]string, 6)
+	v[0], v[1], v[2], v[3], v[4] = "nosniff", ctype, "bytes", strconv.Itoa(len(data)), fi.ETag()
 	h := w.Header()
 	h["X-Content-Type-Options"] = v[0:1:1]
 	h["Content-Type"] = v[1:2:2]
 	h["Accept-Ranges"] = v[2:3:3]
 	h["Content-Length"] = v[3:4:4]
-	if !rr.Info.ModTime.IsZero() {
+	h["Etag"] = v[4:5:5]
+	if !fi.ModTime.IsZero() {
 		var b [len(http.TimeFormat)]byte
-		v[4] = string(rr.Info.ModTime.UTC().AppendFormat(b[:0], http.TimeFormat))
-		h["Last-Modified"] = v[4:5:5]
+		v[5] = string(fi.ModTime.UTC().AppendFormat(b[:0], http.TimeFormat))
+		h["Last-Modified"] = v[5:6:6]
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		w.Write(rr.Data)
+		w.Write(data)
 	}
 }
 
@@ -102,26 +128,25 @@ func writeWhole(w http.ResponseWriter, r *http.Request, p string, rr agentrpc.Re
 // goes out in one.
 type plainWriter struct{ http.ResponseWriter }
 
-// listDir writes p's listing if p is a directory and reports whether it did.
-func (s *Server) listDir(w http.ResponseWriter, r *http.Request, u backend.User, p string) bool {
+// listDir writes directory p's listing.
+func (s *Server) listDir(w http.ResponseWriter, r *http.Request, u backend.User, p string) {
 	var entries []agentrpc.FileInfo
-	_, err := s.call(r, u, backend.Repeatable, 0, func(ctx context.Context, c *agentrpc.Client) (err error) {
+	if _, ok := s.agentCall(w, r, u, backend.Repeatable, func(ctx context.Context, c *agentrpc.Client) (err error) {
 		entries, err = c.List(ctx, p)
 		return err
-	})
-	if err != nil {
-		return false
+	}); !ok {
+		return
 	}
 	out := dirJSON{Path: p, Type: string(agentrpc.TypeDir), Entries: make([]fileJSON, len(entries))}
 	for i, e := range entries {
 		out.Entries[i] = fileOf(e)
 	}
 	writeJSON(w, http.StatusOK, out)
-	return true
 }
 
 // agentFile is an io.ReadSeeker over a file read through the agent in
-// chunks of up to agentrpc.MaxReadChunk.
+// chunks of up to agentrpc.MaxReadChunk: downloads from an agent that
+// cannot pass descriptors.
 type agentFile struct {
 	s      *Server
 	r      *http.Request
@@ -184,57 +209,6 @@ func (f *agentFile) fill(want int) error {
 	}
 	f.buf, f.bufOff = rr.Data[:min(int64(len(rr.Data)), n)], f.off
 	return nil
-}
-
-// putFile replaces a file atomically with the body. ?parents=1 creates
-// missing directories, ?mode=0600 sets a new file's mode, and
-// If-None-Match: * refuses to replace an existing file (409).
-func (s *Server) putFile(w http.ResponseWriter, r *http.Request, t target, p string) {
-	parents, ok := boolParam(w, r, "parents")
-	if !ok {
-		return
-	}
-	mode, ok := modeParam(w, r)
-	if !ok {
-		return
-	}
-	data, release, ok := s.readUpload(w, r, min(s.cfg.MaxBodyBytes, agentrpc.MaxWriteSize))
-	if !ok {
-		return
-	}
-	defer release()
-	var fi agentrpc.FileInfo
-	_, err := s.call(r, t.User, backend.Once, 0, func(ctx context.Context, c *agentrpc.Client) (err error) {
-		fi, err = c.Write(ctx, agentrpc.WriteRequest{Path: p, Data: data, Mode: mode,
-			CreateParents: parents, CreateOnly: r.Header.Get("If-None-Match") == "*"})
-		return err
-	})
-	if dir := path.Dir(p); err != nil && !parents && dir != "." && errors.Is(err, agentrpc.ErrNotFound) {
-		// Writing creates the file: only a missing directory is not found.
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("parent directory %s does not exist; add ?parents=1 to create it", dir))
-		return
-	}
-	if err != nil {
-		s.agentError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, fileOf(fi))
-}
-
-func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request, t target, p string) {
-	if path.Clean(p) == "." {
-		writeError(w, http.StatusBadRequest, "invalid", "refusing to delete the workspace itself")
-		return
-	}
-	recursive, ok := boolParam(w, r, "recursive")
-	if !ok {
-		return
-	}
-	if _, ok := s.agentCall(w, r, t.User, backend.Once, func(ctx context.Context, c *agentrpc.Client) error {
-		return c.Remove(ctx, agentrpc.RemoveRequest{Path: p, Recursive: recursive})
-	}); ok {
-		w.WriteHeader(http.StatusNoContent)
-	}
 }
 
 // postFile runs ?op=mkdir (with parents=1, mode=0755) or ?op=rename&to=NEW

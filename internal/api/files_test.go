@@ -85,7 +85,7 @@ func TestFileRoutes(t *testing.T) {
 
 	// PUT: atomic write, mode, parents, create-only, size limit
 	resp, b = h.do("PUT", "/api/v1/files/new.txt?mode=0600", tok, strings.NewReader("fresh"))
-	if f := decode[fileJSON](t, b); resp.StatusCode != 200 || f.Size != 5 || f.Mode != "0600" {
+	if f := decode[fileJSON](t, b); resp.StatusCode != 201 || f.Size != 5 || f.Mode != "0600" {
 		t.Errorf("PUT new.txt: %d %s", resp.StatusCode, b)
 	}
 	if got, _ := os.ReadFile(filepath.Join(ws, "new.txt")); string(got) != "fresh" {
@@ -97,9 +97,9 @@ func TestFileRoutes(t *testing.T) {
 		t.Errorf("PUT without parents: %s, want the message %q", b, m)
 	}
 	resp, b = h.do("PUT", "/api/v1/files/x/y/z.txt?parents=1", tok, strings.NewReader("deep"))
-	want(t, "PUT with parents", resp, b, 200, "")
+	want(t, "PUT with parents", resp, b, 201, "")
 	resp, b = h.do("PUT", "/api/v1/files/new.txt", tok, strings.NewReader("again"), "If-None-Match", "*")
-	want(t, "PUT If-None-Match over an existing file", resp, b, 409, "exists")
+	want(t, "PUT If-None-Match over an existing file", resp, b, 412, "precondition_failed")
 	resp, b = h.do("PUT", "/api/v1/files/huge.bin", tok, bytes.NewReader(make([]byte, 2<<20))) // limit is 1 MiB
 	want(t, "PUT over the body limit", resp, b, 413, "too_large")
 	if _, err := os.Stat(filepath.Join(ws, "huge.bin")); err == nil {

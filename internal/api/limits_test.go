@@ -21,7 +21,7 @@ func TestBodyLimits(t *testing.T) {
 		t.Error("a refused chunked upload left a file")
 	}
 	resp, b = h.do("PUT", "/api/v1/files/fits.bin", h.tokMe, onlyReader{bytes.NewReader(big[:1<<20])})
-	want(t, "chunked PUT at the limit", resp, b, 200, "")
+	want(t, "chunked PUT at the limit", resp, b, 201, "")
 
 	s := h.startSession(h.tokMe, `{"command":["sh","-c","cat >/dev/null"]}`)
 	defer h.do("DELETE", "/api/v1/sessions/"+s.ID+"?grace=0s", h.tokMe, nil)

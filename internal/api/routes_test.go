@@ -64,7 +64,7 @@ func TestIsolation(t *testing.T) {
 	}
 	// The other user's write lands in their workspace only.
 	resp, b := h.do("PUT", "/api/v1/files/theirs.txt", h.tokOther, strings.NewReader("theirs"))
-	want(t, "PUT as other", resp, b, 200, "")
+	want(t, "PUT as other", resp, b, 201, "")
 	if _, err := os.Stat(filepath.Join(h.wsMe, "theirs.txt")); err == nil {
 		t.Errorf("%s's upload appeared in %s's workspace", h.other, h.me)
 	}

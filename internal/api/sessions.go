@@ -122,7 +122,7 @@ func (s *Server) inputSession(w http.ResponseWriter, r *http.Request, t target) 
 	}
 	id := r.PathValue("id")
 	lift := s.bodyDeadline(w)
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	body := s.limitBody(w, r.Body)
 	buf := make([]byte, 64<<10)
 	for {
 		n, rerr := io.ReadFull(body, buf)

@@ -28,17 +28,16 @@ const (
 func Default() Config {
 	return Config{
 		Server: Server{
-			Listen:             "0.0.0.0:3000",
-			APISocket:          "/run/octo/octo.sock",
-			StateDir:           "/var/lib/octo",
-			MaxBodyBytes:       64 << 20,
-			MaxUploadsInFlight: 256 << 20,
-			BodyReadTimeout:    Duration{2 * time.Minute},
-			MaxHeaderBytes:     64 << 10,
-			ReadHeaderTimeout:  Duration{10 * time.Second},
-			AgentTimeout:       Duration{30 * time.Second},
-			MaxStreamsPerUser:  16,
-			ShutdownTimeout:    Duration{30 * time.Second},
+			Listen:            "0.0.0.0:3000",
+			APISocket:         "/run/octo/octo.sock",
+			StateDir:          "/var/lib/octo",
+			MaxUploadsPerUser: 8,
+			BodyReadTimeout:   Duration{2 * time.Minute},
+			MaxHeaderBytes:    64 << 10,
+			ReadHeaderTimeout: Duration{10 * time.Second},
+			AgentTimeout:      Duration{30 * time.Second},
+			MaxStreamsPerUser: 16,
+			ShutdownTimeout:   Duration{30 * time.Second},
 		},
 		Backend: Backend{Mode: ModeLocal},
 		Local: Local{
@@ -134,7 +133,7 @@ func (c *Config) validate() error {
 		v   ByteSize
 		min ByteSize
 	}{
-		{"server.max_body_bytes", s.MaxBodyBytes, 1},
+		{"server.max_body_bytes", s.MaxBodyBytes, 0},
 		{"server.max_header_bytes", s.MaxHeaderBytes, 1 << 10},
 	} {
 		if b.v < b.min {
@@ -155,8 +154,8 @@ func (c *Config) validate() error {
 			return keyError(d.key, "must be a positive duration such as \"10s\"")
 		}
 	}
-	if s.MaxUploadsInFlight < s.MaxBodyBytes {
-		return keyError("server.max_upload_bytes_in_flight", "%d is below server.max_body_bytes (%d): an upload at the body limit could never start", s.MaxUploadsInFlight, s.MaxBodyBytes)
+	if s.MaxUploadsPerUser < 1 {
+		return keyError("server.max_uploads_per_user", "%d must be at least 1", s.MaxUploadsPerUser)
 	}
 	if s.MaxStreamsPerUser < 1 {
 		return keyError("server.max_streams_per_user", "%d must be at least 1", s.MaxStreamsPerUser)

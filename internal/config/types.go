@@ -19,19 +19,19 @@ type Config struct {
 
 // Server configures the control plane's own listeners and limits.
 type Server struct {
-	Listen       string   `toml:"listen"`     // TCP address of the HTTP API
-	APISocket    string   `toml:"api_socket"` // Unix socket of the HTTP API ("" disables it)
-	StateDir     string   `toml:"state_dir"`  // tokens live here
+	Listen    string `toml:"listen"`     // TCP address of the HTTP API
+	APISocket string `toml:"api_socket"` // Unix socket of the HTTP API ("" disables it)
+	StateDir  string `toml:"state_dir"`  // tokens live here
+	// MaxBodyBytes, if not 0, bounds each upload or input body (413 beyond).
 	MaxBodyBytes ByteSize `toml:"max_body_bytes"`
-	// MaxUploadsInFlight bounds the bytes of file uploads all requests
-	// together may hold in memory (429 beyond).
-	MaxUploadsInFlight ByteSize `toml:"max_upload_bytes_in_flight"`
-	BodyReadTimeout    Duration `toml:"body_read_timeout"` // to receive an upload or input body
-	MaxHeaderBytes     ByteSize `toml:"max_header_bytes"`
-	ReadHeaderTimeout  Duration `toml:"read_header_timeout"`
-	AgentTimeout       Duration `toml:"agent_timeout"` // every agent call but output streams
-	MaxStreamsPerUser  int      `toml:"max_streams_per_user"`
-	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
+	// MaxUploadsPerUser bounds one user's file uploads in progress (429 beyond).
+	MaxUploadsPerUser int      `toml:"max_uploads_per_user"`
+	BodyReadTimeout   Duration `toml:"body_read_timeout"` // a body may stall this long
+	MaxHeaderBytes    ByteSize `toml:"max_header_bytes"`
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	AgentTimeout      Duration `toml:"agent_timeout"` // every agent call but output streams
+	MaxStreamsPerUser int      `toml:"max_streams_per_user"`
+	ShutdownTimeout   Duration `toml:"shutdown_timeout"`
 }
 
 // Backend chooses where users' agents run.
