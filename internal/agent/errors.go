@@ -58,6 +58,8 @@ func classify(err error) (agentrpc.Code, string) {
 			return agentrpc.CodeInvalid, "directory not empty; remove it recursively"
 		case syscall.ENAMETOOLONG, syscall.EINVAL, syscall.ELOOP, syscall.EXDEV:
 			return agentrpc.CodeInvalid, errno.Error()
+		case syscall.ENXIO:
+			return agentrpc.CodeInvalid, "not a regular file (a socket, or a device without a driver)"
 		case syscall.ENOSPC, syscall.EDQUOT:
 			return agentrpc.CodeNoSpace, errno.Error()
 		case syscall.EFBIG:

@@ -24,6 +24,8 @@ var statusOf = map[agentrpc.Code]int{
 	agentrpc.CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	agentrpc.CodeLimit:            http.StatusTooManyRequests,
 	agentrpc.CodeInternal:         http.StatusInternalServerError,
+	agentrpc.CodePrecondition:     http.StatusPreconditionFailed,
+	agentrpc.CodeNoSpace:          http.StatusInsufficientStorage,
 }
 
 // backendStatus maps the backend's failures to reach an agent to HTTP statuses.

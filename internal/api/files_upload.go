@@ -175,24 +175,40 @@ func (s *Server) copyUpload(r *http.Request, c *agentrpc.Client, up agentrpc.Upl
 	}
 	var n int64
 	for {
-		m, rerr := io.ReadFull(body, *buf)
+		m, rerr := fill(body, *buf)
 		if m > 0 {
 			if _, err := sink.Write((*buf)[:m]); err != nil {
 				return n, &sinkError{err}
 			}
 			n += int64(m)
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
+		if rerr == io.EOF {
+			break // the whole body: a client gone early is io.ErrUnexpectedEOF
 		}
 		if rerr != nil {
 			return n, &bodyReadError{rerr}
 		}
 	}
+	if r.ContentLength >= 0 && n != r.ContentLength {
+		return n, &bodyReadError{fmt.Errorf("body of %d bytes, announced %d", n, r.ContentLength)}
+	}
 	if up.File != nil {
 		// Errors of delayed writes (a quota on NFS) show at close.
 		if err := up.File.Close(); err != nil {
 			return n, &sinkError{err}
+		}
+	}
+	return n, nil
+}
+
+// fill reads into buf until it is full or the body ends (io.EOF) or fails.
+func fill(body io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := body.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
 		}
 	}
 	return n, nil

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/rpc"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ type Pool struct {
 	router         *Router
 	connectTimeout time.Duration
 	idleClose      time.Duration
+	noFDs          atomic.Bool // connections made from now on pass no descriptors
 	log            *slog.Logger
 
 	mu      sync.Mutex
@@ -175,8 +177,18 @@ func (p *Pool) dial(ctx context.Context, u User, ep Endpoint) (*agentrpc.Client,
 		nc.Close()
 		return nil, unavailable(fmt.Sprintf("agent socket %s owned by uid %d, want %d for the %s placement; refusing it", ep.Socket, cred.UID, want, ep.Placement), nil)
 	}
+	if p.noFDs.Load() {
+		// Hidden behind a plain net.Conn, the socket carries no
+		// descriptors: files move in chunks, as from a remote agent.
+		return agentrpc.NewClient(struct{ net.Conn }{nc}), nil
+	}
 	return agentrpc.NewClient(nc), nil
 }
+
+// DisableFDPassing makes the connections the pool dials from now on move
+// file bytes in chunks instead of passing descriptors, as a transport
+// without descriptor passing does. Tests use it to exercise that path.
+func (p *Pool) DisableFDPassing() { p.noFDs.Store(true) }
 
 // ownerUID is the uid that must hold the listening socket of u's agent at
 // placement pl: root for the system agent (systemd's PID 1 listens on
