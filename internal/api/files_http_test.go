@@ -299,4 +299,3 @@ func TestUploadDiskFull(t *testing.T) {
 		}
 	}
 }
-
