@@ -22,6 +22,10 @@ func (f *FileService) Open(req *agentrpc.OpenRequest, reply *agentrpc.OpenReply)
 		if err != nil {
 			return err
 		}
+		if fi, data, ok := inlineFast(f.c.s.root, rel, req.Inline); ok {
+			reply.Info, reply.Inline, reply.Data = fi, true, data
+			return nil
+		}
 		fh, err := openRead(f.c.s.root, rel)
 		if err != nil {
 			if errors.Is(err, errIsDir) {
@@ -60,6 +64,38 @@ func (f *FileService) Open(req *agentrpc.OpenRequest, reply *agentrpc.OpenReply)
 		reply.File = fh
 		return nil
 	})
+}
+
+// inlineFast reads a regular file of at most inline bytes whole, with
+// openat2 and no *os.File (the common small-file GET). ok is false when
+// openRead must decide: any error, another type, or a bigger file.
+func inlineFast(r *os.Root, rel string, inline int) (agentrpc.FileInfo, []byte, bool) {
+	fd, err := openat2Read(r, rel)
+	if err != nil {
+		return agentrpc.FileInfo{}, nil, false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > int64(min(inline, agentrpc.MaxInline)) {
+		return agentrpc.FileInfo{}, nil, false
+	}
+	buf := getChunk(int(st.Size))
+	got := 0
+	for got < len(buf) {
+		m, err := unix.Pread(fd, buf[got:], int64(got))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			putChunk(buf)
+			return agentrpc.FileInfo{}, nil, false
+		}
+		if m == 0 {
+			break // the file shrank: what was read is the file
+		}
+		got += m
+	}
+	return statInfo(rel, &st, int64(got)), buf[:got], true
 }
 
 // errIsDir reports that openRead found a directory.

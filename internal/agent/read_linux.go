@@ -125,7 +125,11 @@ func readFast(r *os.Root, rel string, off int64, n int) (data []byte, info agent
 		}
 		got += m
 	}
-	info = agentrpc.FileInfo{Name: path.Base(rel), Type: agentrpc.TypeFile, Size: st.Size,
+	return buf[:got], statInfo(rel, &st, st.Size), true
+}
+
+// statInfo describes the regular file rel from its stat, with size.
+func statInfo(rel string, st *unix.Stat_t, size int64) agentrpc.FileInfo {
+	return agentrpc.FileInfo{Name: path.Base(rel), Type: agentrpc.TypeFile, Size: size,
 		Mode: fs.FileMode(st.Mode & 0o777), ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec), Inode: st.Ino}
-	return buf[:got], info, true
 }
