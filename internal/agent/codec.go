@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"octo/internal/agentrpc"
+	"octo/internal/agentrpc/wire"
 )
 
 // chunkPool recycles the buffers of File.Read and Session.ReadOutput
@@ -33,7 +34,7 @@ func putChunk(b []byte) {
 // share (see workers.go): a read lock keeps each request's header and body
 // together, and reply buffers go back to chunkPool once encoded.
 type serverCodec struct {
-	*agentrpc.ServerCodec
+	*wire.ServerCodec
 
 	rl     readLock // held from a request's header to the end of its body
 	onRead func()   // called once a request has been read, if set

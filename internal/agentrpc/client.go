@@ -9,6 +9,8 @@ import (
 	"net/rpc"
 	"sync"
 	"time"
+
+	"octo/internal/agentrpc/wire"
 )
 
 // ErrConnLost matches errors caused by the connection to the agent, not by
@@ -26,7 +28,7 @@ func (e *connError) Is(target error) bool { return target == ErrConnLost }
 // concurrent use; calls are multiplexed over the connection.
 type Client struct {
 	rc    *rpc.Client
-	codec *clientCodec
+	codec *wire.ClientCodec
 }
 
 // Dial connects to the agent listening at address ("unix" network for a socket path).
@@ -41,7 +43,7 @@ func Dial(ctx context.Context, network, address string) (*Client, error) {
 
 // NewClient returns a client using conn, which it owns from then on.
 func NewClient(conn net.Conn) *Client {
-	codec := newClientCodec(conn)
+	codec := wire.NewClientCodec(conn, MaxReplySize)
 	return &Client{rc: rpc.NewClientWithCodec(codec), codec: codec}
 }
 
@@ -55,7 +57,7 @@ func (c *Client) Close() error { return c.rc.Close() }
 // late reply into reply: the caller must not read reply after an error (the
 // typed methods return zero values then).
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
-	if err := c.codec.replyErr(); err != nil {
+	if err := c.codec.ReplyErr(); err != nil {
 		// A refused reply closed the connection: later calls find it lost,
 		// whether or not net/rpc's reader has noticed yet.
 		return &connError{err}
@@ -76,7 +78,7 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 	case <-call.Done:
 		donePool.Put(done) // empty again, and net/rpc no longer holds it
 		if call.Error != nil && !errors.Is(call.Error, rpc.ErrShutdown) {
-			if err := c.codec.replyErr(); err != nil {
+			if err := c.codec.ReplyErr(); err != nil {
 				return err
 			}
 		}
@@ -247,7 +249,7 @@ func (c *Client) Rename(ctx context.Context, req RenameRequest) (FileInfo, error
 
 // PassesFDs reports whether this connection carries descriptors: Open and
 // Create then pass one, and the bytes need no calls of their own.
-func (c *Client) PassesFDs() bool { return c.codec.passesFDs() }
+func (c *Client) PassesFDs() bool { return c.codec.PassesFDs() }
 
 // Open opens a file for reading, asking for a descriptor when the
 // connection can carry one. The caller closes the reply's File, if any.

@@ -107,15 +107,3 @@ func (fi *FileInfo) ETag() string {
 	b = strconv.AppendInt(b, fi.ModTime.UnixNano(), 16)
 	return string(append(b, '"'))
 }
-
-// fileBody is a body that may carry a descriptor (see fd_linux.go).
-type fileBody interface {
-	wireBody
-	passedFile() *os.File
-	setPassedFile(*os.File)
-}
-
-func (o *OpenReply) passedFile() *os.File     { return o.File }
-func (o *OpenReply) setPassedFile(f *os.File) { o.File = f }
-func (u *Upload) passedFile() *os.File        { return u.File }
-func (u *Upload) setPassedFile(f *os.File)    { u.File = f }

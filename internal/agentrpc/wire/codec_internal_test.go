@@ -1,4 +1,4 @@
-package agentrpc
+package wire
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/rpc"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,130 +15,51 @@ import (
 	"time"
 )
 
-// Every hand-encoded type, with its fields set, round-trips unchanged.
-func TestWireRoundTrip(t *testing.T) {
-	mtime := time.Unix(1700000000, 123456789)
-	tests := []wireBody{
-		&ReadRequest{},
-		&ReadRequest{Path: "dir/é file", Offset: -3, Length: MaxReadChunk},
-		&ReadReply{},
-		&ReadReply{Data: []byte("hello\x00world"), EOF: true, Info: FileInfo{Name: "f", Type: TypeSymlink,
-			Size: 1 << 40, Mode: 0o755, ModTime: mtime, Target: "../t"}},
-		&FileInfo{Name: "n", Type: TypeDir, ModTime: time.Unix(-5, 0)},
-		&OutputRequest{ID: "s1", Offset: 7, Max: 1 << 20, Wait: 30 * time.Second},
-		&Output{Data: bytes.Repeat([]byte{1}, 300), Offset: 1, Next: 301, Start: 1, Size: 301, Done: true},
-		&OpenRequest{Path: "a/b", Inline: MaxInline, FD: true},
-		&OpenReply{Info: FileInfo{Name: "b", Type: TypeFile, Size: 3, Inode: 1 << 60, ModTime: mtime}, Inline: true, Data: []byte("abc")},
-		&Upload{ID: "u1"},
-		&ChunkRequest{ID: "u1", Offset: 1 << 33, Data: []byte("chunk")},
-	}
-	for _, in := range tests {
-		for _, alias := range []bool{false, true} {
-			b := encodeWire(in)
-			out := reflect.New(reflect.TypeOf(in).Elem()).Interface().(wireBody)
-			r := wireReader{b: b, alias: alias}
-			out.readWire(&r)
-			if err := r.done(); err != nil {
-				t.Fatalf("%T: decode: %v", in, err)
-			}
-			if !equalWire(in, out) {
-				t.Errorf("%T (alias %v): got %+v, want %+v", in, alias, out, in)
-			}
-		}
-	}
+// Test bodies: PathReq and Info travel as gob, chunk and FileReply by
+// hand (the latter with a descriptor beside it).
+type PathReq struct{ Path string }
+
+type Info struct{ Name string }
+
+type chunk struct {
+	Name string
+	At   time.Time
+	EOF  bool
+	Data []byte
 }
 
-// encodeWire is a body's whole encoding, its tail included.
-func encodeWire(wb wireBody) []byte { return append(wb.appendWire(nil), wb.wireTail()...) }
-
-// equalWire compares two decoded bodies; times by instant, nil and empty
-// byte slices alike.
-func equalWire(a, b wireBody) bool {
-	norm := func(v wireBody) wireBody {
-		switch x := v.(type) {
-		case *ReadReply:
-			c := *x
-			if len(c.Data) == 0 {
-				c.Data = nil
-			}
-			c.Info.ModTime = c.Info.ModTime.UTC()
-			return &c
-		case *FileInfo:
-			c := *x
-			c.ModTime = c.ModTime.UTC()
-			return &c
-		case *Output:
-			c := *x
-			if len(c.Data) == 0 {
-				c.Data = nil
-			}
-			return &c
-		case *OpenReply:
-			c := *x
-			c.Info.ModTime = c.Info.ModTime.UTC()
-			return &c
-		}
-		return v
-	}
-	return reflect.DeepEqual(norm(a), norm(b))
+func (c *chunk) AppendWire(b []byte) []byte {
+	b = AppendString(b, c.Name)
+	b = AppendTime(b, c.At)
+	b = AppendBool(b, c.EOF)
+	return binary.AppendUvarint(b, uint64(len(c.Data)))
+}
+func (c *chunk) WireTail() []byte { return c.Data }
+func (c *chunk) ReadWire(r *Reader) {
+	c.Name, c.At, c.EOF, c.Data = r.String(), r.Time(), r.Bool(), r.Bytes()
 }
 
-// A field added to a hand-encoded type must be added to its encoding too:
-// this fails until the counts below are updated along with wire.go.
-func TestWireFieldsCovered(t *testing.T) {
-	tests := []struct {
-		v    any
-		want int
-	}{
-		{ReadRequest{}, 3},
-		{ReadReply{}, 3},
-		{FileInfo{}, 7},
-		{OutputRequest{}, 4},
-		{Output{}, 6},
-		{OpenRequest{}, 3},
-		{OpenReply{}, 4}, // File travels beside the frame
-		{Upload{}, 2},    // File travels beside the frame
-		{ChunkRequest{}, 3},
-	}
-	for _, tt := range tests {
-		if got := reflect.TypeOf(tt.v).NumField(); got != tt.want {
-			t.Errorf("%T has %d fields, wire.go encodes %d: update both", tt.v, got, tt.want)
-		}
-	}
+type FileReply struct {
+	Name string
+	File *os.File
 }
 
-// Every truncation of a valid body, and a body with a byte too many, is an
-// error, never a panic or a silently short value.
-func TestWireMalformed(t *testing.T) {
-	in := &ReadReply{Data: []byte("data"), Info: FileInfo{Name: "f", ModTime: time.Unix(1, 2)}, EOF: true}
-	b := encodeWire(in)
-	for n := range len(b) {
-		r := wireReader{b: b[:n]}
-		new(ReadReply).readWire(&r)
-		if err := r.done(); !errors.Is(err, errBadWire) {
-			t.Errorf("truncated to %d of %d bytes: got %v, want errBadWire", n, len(b), err)
-		}
-	}
-	r := wireReader{b: append(b, 0)}
-	new(ReadReply).readWire(&r)
-	if err := r.done(); !errors.Is(err, errBadWire) {
-		t.Errorf("a byte left over: got %v, want errBadWire", err)
-	}
-	for _, bad := range [][]byte{
-		{0, 0, 0, 0, 5}, // empty name, type, size, mode; ModTime flag 5
-		append(in.appendWire(nil)[:len(in.appendWire(nil))-2], 2, 0), // EOF byte 2
-	} {
-		r := wireReader{b: bad}
-		new(ReadReply).readWire(&r)
-		if r.done() == nil {
-			t.Errorf("%x: decoded without error", bad)
-		}
-	}
-}
+func (f *FileReply) AppendWire(b []byte) []byte { return AppendString(b, f.Name) }
+func (f *FileReply) WireTail() []byte           { return nil }
+func (f *FileReply) ReadWire(r *Reader)         { f.Name = r.String() }
+func (f *FileReply) PassedFile() *os.File       { return f.File }
+func (f *FileReply) SetPassedFile(x *os.File)   { f.File = x }
+
+const (
+	methodStat  = "T.Stat"
+	methodRead  = "T.Read"
+	methodOpen  = "T.Open"
+	testMaxSize = 64 << 20
+)
 
 // pipeCodecs returns a server codec and a client codec on two ends of a
 // Unix socket pair.
-func pipeCodecs(t *testing.T) (*ServerCodec, *clientCodec) {
+func pipeCodecs(t *testing.T) (*ServerCodec, *ClientCodec) {
 	t.Helper()
 	ln, err := net.Listen("unix", t.TempDir()+"/s.sock")
 	if err != nil {
@@ -152,7 +74,7 @@ func pipeCodecs(t *testing.T) (*ServerCodec, *clientCodec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, c := NewServerCodec(sc), newClientCodec(cc)
+	s, c := NewServerCodec(sc, testMaxSize), NewClientCodec(cc, testMaxSize)
 	t.Cleanup(func() { s.Close(); c.Close() })
 	return s, c
 }
@@ -166,11 +88,11 @@ func TestCodecMixedBodies(t *testing.T) {
 		body   any
 	}
 	reqs := []req{
-		{MethodFileStat, &PathRequest{Path: "discarded"}}, // read with a nil body below
-		{MethodFileRead, &ReadRequest{Path: "a", Length: 5}},
-		{MethodFileStat, &PathRequest{Path: "b"}},
-		{MethodSessionOutput, &OutputRequest{ID: "x", Wait: time.Second}},
-		{MethodFileStat, &PathRequest{Path: "c"}},
+		{methodStat, &PathReq{Path: "discarded"}}, // read with a nil body below
+		{methodRead, &chunk{Name: "a", At: time.Unix(5, 6), Data: []byte("abc")}},
+		{methodStat, &PathReq{Path: "b"}},
+		{methodRead, &chunk{Name: "x", EOF: true}},
+		{methodStat, &PathReq{Path: "c"}},
 	}
 	go func() {
 		for i, r := range reqs {
@@ -195,6 +117,9 @@ func TestCodecMixedBodies(t *testing.T) {
 		if err := s.ReadRequestBody(got); err != nil {
 			t.Fatalf("request %d: body: %v", i, err)
 		}
+		if c, ok := got.(*chunk); ok && !c.At.IsZero() {
+			c.At = c.At.Local()
+		}
 		if !reflect.DeepEqual(got, r.body) {
 			t.Errorf("request %d: got %+v, want %+v", i, got, r.body)
 		}
@@ -203,8 +128,8 @@ func TestCodecMixedBodies(t *testing.T) {
 	// whose data the client keeps without a copy of its own.
 	big := bytes.Repeat([]byte("x"), reuseFrame+1)
 	go func() {
-		s.WriteResponse(&rpc.Response{ServiceMethod: MethodFileStat, Seq: 9, Error: "octo-agent:not_found:gone"}, struct{}{})
-		s.WriteResponse(&rpc.Response{ServiceMethod: MethodFileRead, Seq: 10}, &ReadReply{Data: big, EOF: true})
+		s.WriteResponse(&rpc.Response{ServiceMethod: methodStat, Seq: 9, Error: "octo-agent:not_found:gone"}, struct{}{})
+		s.WriteResponse(&rpc.Response{ServiceMethod: methodRead, Seq: 10}, &chunk{Data: big, EOF: true})
 	}()
 	var h rpc.Response
 	if err := c.ReadResponseHeader(&h); err != nil || h.Seq != 9 || h.Error != "octo-agent:not_found:gone" {
@@ -216,7 +141,7 @@ func TestCodecMixedBodies(t *testing.T) {
 	if err := c.ReadResponseHeader(&h); err != nil || h.Seq != 10 || h.Error != "" {
 		t.Fatalf("big reply: got %+v, %v", h, err)
 	}
-	var rr ReadReply
+	var rr chunk
 	if err := c.ReadResponseBody(&rr); err != nil || !bytes.Equal(rr.Data, big) || !rr.EOF {
 		t.Fatalf("big reply body: got %d bytes, EOF %v, %v; want %d, true", len(rr.Data), rr.EOF, err, len(big))
 	}
@@ -225,9 +150,9 @@ func TestCodecMixedBodies(t *testing.T) {
 // A client that does not open with the preamble (a gob net/rpc client, an
 // older octo) is refused before anything it sent is decoded.
 func TestServerRefusesWithoutPreamble(t *testing.T) {
-	for _, first := range []string{"", "GET / HTTP/1.1\r\n\r\n", strings.Replace(Preamble, "2", "1", 1), "\x0b\xff\x81\x03\x01\x01\x07Request"} {
+	for _, first := range []string{"", "GET / HTTP/1.1\r\n\r\n", strings.Replace(Preamble, "3", "2", 1), "\x0b\xff\x81\x03\x01\x01\x07Request"} {
 		a, b := net.Pipe()
-		s := NewServerCodec(a)
+		s := NewServerCodec(a, testMaxSize)
 		go func() { b.Write([]byte(first)); b.Close() }()
 		var h rpc.Request
 		err := s.ReadRequestHeader(&h)
@@ -241,10 +166,10 @@ func TestServerRefusesWithoutPreamble(t *testing.T) {
 	}
 }
 
-// A request frame over MaxRequestSize is refused from its length alone.
+// A request frame over the limit is refused from its length alone.
 func TestServerRefusesHugeRequest(t *testing.T) {
 	a, b := net.Pipe()
-	s := NewServerCodec(a)
+	s := NewServerCodec(a, testMaxSize)
 	defer s.Close()
 	go func() {
 		b.Write([]byte(Preamble))
@@ -261,17 +186,17 @@ func TestServerRefusesHugeRequest(t *testing.T) {
 // types it decodes them into (the client reads replies the same way).
 func FuzzServerCodec(f *testing.F) {
 	frame := func(body []byte) []byte {
-		b := appendString([]byte{kindRequest, 1}, MethodFileRead)
+		b := AppendString([]byte{kindRequest, 1}, methodRead)
 		b = append(b, body...)
 		return append(binary.AppendUvarint(nil, uint64(len(b))), b...)
 	}
-	f.Add(frame(append([]byte{encWire}, encodeWire(&ReadRequest{Path: "a", Length: 3})...)))
-	f.Add(frame(append([]byte{encWire}, encodeWire(&ReadReply{Data: []byte("abc"), Info: FileInfo{Name: "n", ModTime: time.Unix(1, 2)}})...)))
+	f.Add(frame(append([]byte{encWire}, encodeWire(&chunk{Name: "a"})...)))
+	f.Add(frame(append([]byte{encWire}, encodeWire(&chunk{Data: []byte("abc"), Name: "n", At: time.Unix(1, 2)})...)))
 	f.Add(frame([]byte{encGob, 0}))
 	f.Add([]byte{0x05, kindRequest, 1, 0, encGob, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s := &ServerCodec{fr: newFrameReader(bytes.NewReader(append([]byte(Preamble), in...)), 1<<20)}
-		bodies := []any{&ReadRequest{}, &ReadReply{}, &OutputRequest{}, &Output{}, &FileInfo{}, nil}
+		bodies := []any{&chunk{}, &PathReq{}, &FileReply{}, &Info{}, nil}
 		for _, body := range bodies {
 			var h rpc.Request
 			if err := s.ReadRequestHeader(&h); err != nil {
@@ -307,7 +232,7 @@ func TestReadGrowing(t *testing.T) {
 // the last reply is written).
 func TestServerRepliesReachClientAtEnd(t *testing.T) {
 	srv := rpc.NewServer()
-	if err := srv.RegisterName("Echo", echoService{}); err != nil {
+	if err := srv.RegisterName("Echo", EchoService{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 30 {
@@ -317,16 +242,16 @@ func TestServerRepliesReachClientAtEnd(t *testing.T) {
 		}
 		go func() {
 			if c, err := ln.Accept(); err == nil {
-				ServeConn(srv, c)
+				srv.ServeCodec(NewServerCodec(c, testMaxSize))
 			}
 		}()
 		conn, err := net.Dial("unix", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := newClientCodec(conn)
+		c := NewClientCodec(conn, testMaxSize)
 		for seq := range 3 {
-			c.WriteRequest(&rpc.Request{ServiceMethod: "Echo.Path", Seq: uint64(seq)}, &PathRequest{Path: "p"})
+			c.WriteRequest(&rpc.Request{ServiceMethod: "Echo.Path", Seq: uint64(seq)}, &PathReq{Path: "p"})
 		}
 		c.mu.Lock()
 		c.buf.Flush() // the requests, then at once the end of the stream
@@ -337,7 +262,7 @@ func TestServerRepliesReachClientAtEnd(t *testing.T) {
 			if err := c.ReadResponseHeader(&h); err != nil {
 				t.Fatalf("round %d: reply %d: %v", i, seq, err)
 			}
-			var fi FileInfo
+			var fi Info
 			if err := c.ReadResponseBody(&fi); err != nil || fi.Name != "p" {
 				t.Fatalf("round %d: reply %d body: %+v, %v", i, seq, fi, err)
 			}
@@ -347,9 +272,9 @@ func TestServerRepliesReachClientAtEnd(t *testing.T) {
 	}
 }
 
-type echoService struct{}
+type EchoService struct{}
 
-func (echoService) Path(req *PathRequest, reply *FileInfo) error {
+func (EchoService) Path(req *PathReq, reply *Info) error {
 	reply.Name = req.Path
 	return nil
 }
@@ -368,29 +293,32 @@ func TestClientRefusesMalformedGobReply(t *testing.T) {
 			return
 		}
 		defer sc.Close()
-		fr := newFrameReader(sc, MaxRequestSize)
+		fr := newFrameReader(sc, testMaxSize)
 		io.ReadFull(fr.br, make([]byte, len(Preamble)))
 		seq, _, _, err := fr.next(kindRequest)
 		if err != nil {
 			return
 		}
-		b := appendString(binary.AppendUvarint([]byte{kindReply}, seq), MethodFileStat)
-		b = append(appendString(b, ""), encGob, 3, 0xff, 0xff, 0xff)
+		b := AppendString(binary.AppendUvarint([]byte{kindReply}, seq), methodStat)
+		b = append(AppendString(b, ""), encGob, 3, 0xff, 0xff, 0xff)
 		sc.Write(append(binary.AppendUvarint(nil, uint64(len(b))), b...))
 		io.Copy(io.Discard, sc)
 	}()
-	c, err := Dial(t.Context(), "unix", ln.Addr().String())
+	conn, err := net.Dial("unix", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := rpc.NewClientWithCodec(NewClientCodec(conn, testMaxSize))
 	defer c.Close()
-	var fi FileInfo
-	err = c.Call(t.Context(), MethodFileStat, &PathRequest{Path: "x"}, &fi)
-	if !errors.Is(err, ErrBadReply) {
-		t.Fatalf("got %v, want ErrBadReply", err)
+	var fi Info
+	err = c.Call(methodStat, &PathReq{Path: "x"}, &fi)
+	if err == nil || !strings.Contains(err.Error(), "malformed agent reply") {
+		t.Fatalf("got %v, want the malformed reply refused", err)
 	}
-	err = c.Call(t.Context(), MethodFileStat, &PathRequest{Path: "x"}, &fi)
-	if !errors.Is(err, ErrBadReply) && !errors.Is(err, ErrConnLost) {
-		t.Fatalf("next call: got %v, want the connection gone", err)
+	if err = c.Call(methodStat, &PathReq{Path: "x"}, &fi); err == nil {
+		t.Fatal("next call succeeded on a refused connection")
 	}
 }
+
+// encodeWire is a body's whole encoding, its tail included.
+func encodeWire(wb Body) []byte { return append(wb.AppendWire(nil), wb.WireTail()...) }

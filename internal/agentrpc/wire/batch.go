@@ -1,4 +1,4 @@
-package agentrpc
+package wire
 
 import (
 	"bufio"
