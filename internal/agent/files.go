@@ -137,7 +137,8 @@ func (f *FileService) List(req *agentrpc.PathRequest, reply *agentrpc.DirList) e
 	})
 }
 
-// Read reads a chunk of a regular file.
+// Read reads a chunk of a regular file: downloads over a connection that
+// cannot pass descriptors.
 func (f *FileService) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply) error {
 	return f.c.do(func() error {
 		rel, err := cleanRel(req.Path)
@@ -153,23 +154,17 @@ func (f *FileService) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply)
 		case n > agentrpc.MaxReadChunk:
 			return errorf(agentrpc.CodeTooLarge, "read %s: length %d is over the %d byte chunk limit; read in chunks", rel, n, agentrpc.MaxReadChunk)
 		}
-		if data, info, ok := readFast(f.c.s.root, rel, req.Offset, n); ok {
-			reply.Data, reply.Info = data, info
-			reply.EOF = req.Offset+int64(len(data)) >= info.Size
-			return nil
+		fh, err := openRead(f.c.s.root, rel)
+		if errors.Is(err, errIsDir) {
+			return errorf(agentrpc.CodeInvalid, "read %s: is a directory", rel)
 		}
-		// O_NONBLOCK: opening a FIFO must not hang the call.
-		fh, err := f.c.s.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
-			return fileErr("read", rel, err)
+			return err
 		}
 		defer fh.Close()
 		st, err := fh.Stat()
 		if err != nil {
 			return fileErr("read", rel, err)
-		}
-		if !st.Mode().IsRegular() {
-			return errorf(agentrpc.CodeInvalid, "read %s: not a regular file", rel)
 		}
 		avail := max(st.Size()-req.Offset, 0)
 		buf := getChunk(int(min(int64(n), avail)))

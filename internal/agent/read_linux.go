@@ -16,7 +16,7 @@ import (
 	"octo/internal/agentrpc"
 )
 
-// The fast path of File.Read opens with openat2(2) and RESOLVE_BENEATH
+// The fast path of File.Open opens with openat2(2) and RESOLVE_BENEATH
 // below a descriptor of the workspace: the kernel refuses any resolution
 // that leaves it (.., absolute or escaping symlinks, magic links), as
 // os.Root does, in one system call and without an *os.File (which costs a
@@ -94,38 +94,6 @@ func openat2Read(r *os.Root, rel string) (int, error) {
 		return -1, errNoOpenat2
 	}
 	return fd, nil
-}
-
-// readFast reads up to n bytes at off of the regular file rel (cleaned,
-// workspace-relative). ok is false when the caller must use os.Root instead:
-// on any error, including a path the kernel refused or not a regular file.
-func readFast(r *os.Root, rel string, off int64, n int) (data []byte, info agentrpc.FileInfo, ok bool) {
-	fd, err := openat2Read(r, rel)
-	if err != nil {
-		return nil, info, false
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, info, false
-	}
-	buf := getChunk(int(min(int64(n), max(st.Size-off, 0))))
-	got := 0
-	for got < len(buf) {
-		m, err := unix.Pread(fd, buf[got:], off+int64(got))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			putChunk(buf)
-			return nil, info, false
-		}
-		if m == 0 {
-			break // the file shrank
-		}
-		got += m
-	}
-	return buf[:got], statInfo(rel, &st, st.Size), true
 }
 
 // statInfo describes the regular file rel from its stat, with size.

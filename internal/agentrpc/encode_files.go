@@ -43,19 +43,6 @@ func (u *Upload) WireTail() []byte { return nil }
 
 func (u *Upload) ReadWire(r *wire.Reader) { u.ID = r.String() }
 
-func (q *ChunkRequest) AppendWire(b []byte) []byte {
-	b = wire.AppendString(b, q.ID)
-	b = binary.AppendVarint(b, q.Offset)
-	return binary.AppendUvarint(b, uint64(len(q.Data)))
-}
-
-func (q *ChunkRequest) WireTail() []byte { return q.Data }
-
-func (q *ChunkRequest) ReadWire(r *wire.Reader) {
-	q.ID, q.Offset = r.String(), r.Varint()
-	q.Data = r.Bytes()
-}
-
 // PassedFile and SetPassedFile implement wire.FileBody.
 func (o *OpenReply) PassedFile() *os.File     { return o.File }
 func (o *OpenReply) SetPassedFile(f *os.File) { o.File = f }
