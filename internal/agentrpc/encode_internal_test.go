@@ -119,4 +119,3 @@ func TestWireMalformed(t *testing.T) {
 		}
 	}
 }
-
