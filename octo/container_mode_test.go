@@ -116,7 +116,7 @@ func TestAutoModeFallsBackToContainer(t *testing.T) {
 	if code != 200 || st.Mode != "auto" || st.Placement != "container" || st.Agent.UID != 65534 {
 		t.Fatalf("status: %d %s; want placement container, agent uid 65534", code, body)
 	}
-	if code, body := do("PUT", "/api/v1/files/from-api.txt", "via the container\n"); code != 200 {
+	if code, body := do("PUT", "/api/v1/files/from-api.txt", "via the container\n"); code != 201 {
 		t.Errorf("PUT: %d %s", code, body)
 	}
 	if got, _ := os.ReadFile(filepath.Join(ws, "from-api.txt")); string(got) != "via the container\n" {

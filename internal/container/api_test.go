@@ -257,7 +257,7 @@ func TestAPIContainerPlacement(t *testing.T) {
 
 	t.Run("files", func(t *testing.T) {
 		resp, body := h.do("PUT", "/api/v1/files/dir/new.txt?parents=1", a.tok, "fresh")
-		h.expect("PUT", resp, body, 200, "")
+		h.expect("PUT", resp, body, 201, "")
 		fi, err := os.Stat(filepath.Join(a.ws, "dir", "new.txt"))
 		if err != nil {
 			t.Fatalf("PUT file not on the host: %v", err)
@@ -268,6 +268,19 @@ func TestAPIContainerPlacement(t *testing.T) {
 		resp, body = h.do("GET", "/api/v1/files/dir/new.txt", a.tok, "")
 		if resp.StatusCode != 200 || body != "fresh" {
 			t.Errorf("GET = %d %q, want 200 fresh", resp.StatusCode, body)
+		}
+		// A file too big to come inline: the agent in the container passes
+		// its descriptor through the bind-mounted socket, and a streamed
+		// upload writes into the descriptor of its temporary file.
+		big := strings.Repeat("0123456789abcdef", 1<<15) // 512 KiB
+		resp, body = h.do("PUT", "/api/v1/files/dir/big.bin", a.tok, big)
+		h.expect("PUT big", resp, body, 201, "")
+		if got, _ := os.ReadFile(filepath.Join(a.ws, "dir", "big.bin")); string(got) != big {
+			t.Errorf("uploaded big file: %d bytes, want %d", len(got), len(big))
+		}
+		resp, body = h.do("GET", "/api/v1/files/dir/big.bin", a.tok, "")
+		if resp.StatusCode != 200 || body != big {
+			t.Errorf("GET big = %d, %d bytes; want 200, %d bytes", resp.StatusCode, len(body), len(big))
 		}
 		resp, body = h.do("GET", "/api/v1/files/dir", a.tok, "")
 		if resp.StatusCode != 200 || !strings.Contains(body, `"new.txt"`) {
