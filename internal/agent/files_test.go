@@ -251,14 +251,16 @@ func TestFileTraversal(t *testing.T) {
 }
 
 // TestFileSymlinkSwap swaps a directory for a symlink pointing out while
-// reads run: no read may ever return the outside file.
+// reads and opens run: no read returns the outside file, and no passed
+// descriptor is of it. (The files are too big to come inline.)
 func TestFileSymlinkSwap(t *testing.T) {
 	c, ws := newClient(t)
 	outside := t.TempDir()
-	os.WriteFile(filepath.Join(outside, "f"), []byte("OUTSIDE"), 0o644)
+	pad := bytes.Repeat([]byte("."), agentrpc.MaxInline)
+	os.WriteFile(filepath.Join(outside, "f"), append([]byte("OUTSIDE"), pad...), 0o644)
 	inside := filepath.Join(ws, "real")
 	os.Mkdir(inside, 0o755)
-	os.WriteFile(filepath.Join(inside, "f"), []byte("inside"), 0o644)
+	os.WriteFile(filepath.Join(inside, "f"), append([]byte("inside"), pad...), 0o644)
 	link := filepath.Join(ws, "d")
 	outRel, err := filepath.Rel(ws, outside) // relative: os.Root refuses every absolute target
 	if err != nil {
@@ -284,13 +286,31 @@ func TestFileSymlinkSwap(t *testing.T) {
 	})
 	ctx := ctxT(t)
 	var inCount, outCount int
-	for range 2000 {
-		r, err := c.Read(ctx, agentrpc.ReadRequest{Path: "d/f"})
+	for i := range 2000 {
+		var data []byte
+		var err error
+		if i%2 == 0 {
+			var r agentrpc.ReadReply
+			r, err = c.Read(ctx, agentrpc.ReadRequest{Path: "d/f", Length: 7})
+			data = r.Data
+		} else {
+			var o agentrpc.OpenReply
+			o, err = c.Open(ctx, agentrpc.OpenRequest{Path: "d/f", FD: true})
+			if err == nil {
+				if o.File == nil {
+					t.Fatal("open: no descriptor passed")
+				}
+				data = make([]byte, 7)
+				n, _ := o.File.ReadAt(data, 0)
+				data = data[:n]
+				o.File.Close()
+			}
+		}
 		switch {
-		case err == nil && bytes.Equal(r.Data, []byte("inside")):
+		case err == nil && bytes.HasPrefix(data, []byte("inside")):
 			inCount++
 		case err == nil:
-			t.Fatalf("read returned %q through a swapped symlink", r.Data)
+			t.Fatalf("read %d returned %q through a swapped symlink", i, data)
 		case agentrpc.CodeOf(err) == agentrpc.CodeOutsideWorkspace:
 			outCount++
 		case agentrpc.CodeOf(err) != agentrpc.CodeNotFound:
