@@ -152,13 +152,17 @@ func (s *Server) upload(r *http.Request, u backend.User, req agentrpc.CreateRequ
 			cancel()
 			return err
 		}
-		ctx, cancel = agentrpc.WithTimeout(r.Context(), s.cfg.AgentTimeout)
+		// The commit syncs the whole file: it gets time in proportion.
+		ctx, cancel = agentrpc.WithTimeout(r.Context(), s.cfg.AgentTimeout+syncTime(n))
 		defer cancel()
 		cr, err = c.Commit(ctx, agentrpc.CommitRequest{ID: up.ID, Size: n, IfMatch: ifMatch})
 		return err
 	})
 	return cr, err
 }
+
+// syncTime is how long syncing n bytes may take, at 10 MB/s.
+func syncTime(n int64) time.Duration { return time.Duration(n/10e6) * time.Second }
 
 // copyUpload copies body into the upload: into its descriptor when the
 // agent passed one, else in File.WriteAt chunks. One buffer per upload
