@@ -165,7 +165,7 @@ func TestUsersAreIsolated(t *testing.T) {
 	alice, bob := newClient(t, b, "alice"), newClient(t, b, "bob")
 	bobs := bob.start("sleep", "120")
 	defer bob.do("DELETE", "/api/v1/sessions/"+bobs.ID, nil)
-	bob.expect("PUT", "/api/v1/files/bob-secret.txt", []byte("bob only\n"), http.StatusOK, nil)
+	bob.expect("PUT", "/api/v1/files/bob-secret.txt", []byte("bob only\n"), http.StatusCreated, nil)
 
 	for _, tc := range []struct {
 		name, method, path string
