@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/rpc"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -94,5 +95,46 @@ func TestTypedCallCanceledReturnsZero(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // the late reply is decoded meanwhile
 		c.Close()
+	}
+}
+
+// LateFile answers File.Open with a descriptor, after a delay.
+type LateFile struct{}
+
+func (LateFile) Open(req *agentrpc.OpenRequest, reply *agentrpc.OpenReply) error {
+	time.Sleep(200 * time.Millisecond)
+	f, err := os.Open(os.DevNull)
+	reply.File = f
+	return err
+}
+
+// A descriptor that arrives for a call given up on is closed: nobody reads
+// that reply.
+func TestLateDescriptorClosed(t *testing.T) {
+	sock := serve(t, map[string]any{"File": LateFile{}})
+	c, err := agentrpc.Dial(context.Background(), "unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Info(context.Background()) // the connection is up; its reply is an error
+	count := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	before := count()
+	for range 5 {
+		ctx, cancel := agentrpc.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := c.Open(ctx, agentrpc.OpenRequest{Path: "f", FD: true})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want the deadline", err)
+		}
+	}
+	// Every late reply has arrived (and has been closed) by then: the
+	// agent answers all five at once, 200ms after they were sent.
+	time.Sleep(time.Second)
+	if after := count(); after > before {
+		t.Fatalf("descriptors: %d before, %d after late replies", before, after)
 	}
 }
