@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -85,5 +86,28 @@ func TestStalledUploadsBlockOnlyTheirUser(t *testing.T) {
 			t.Fatalf("alice's PUT after her stalled ones closed: %s, want 201; temporary files left: %s", r, out)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A file too big to come inline crosses octo.service's sandbox both ways
+// by descriptor: the agent passes a write descriptor for the upload and a
+// read descriptor for the download, which octo serves with sendfile.
+func TestLargeFileByDescriptor(t *testing.T) {
+	b := setup(t)
+	bob := newClient(t, b, "bob")
+	data := make([]byte, 3<<20+7)
+	for i := range data {
+		data[i] = byte(i % 251)
+	}
+	bob.expect("PUT", "/api/v1/files/big/data.bin?parents=1", data, 201, nil)
+	r := bob.do("GET", "/api/v1/files/big/data.bin", nil)
+	if r.Status != 200 || !bytes.Equal(r.Body, data) {
+		t.Fatalf("GET: HTTP %d, %d bytes, equal %v; want 200 and the %d bytes put", r.Status, len(r.Body), bytes.Equal(r.Body, data), len(data))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := b.Run(ctx, "stat", "-c", "%U %s", "/home/bob/big/data.bin")
+	if err != nil || strings.TrimSpace(out) != fmt.Sprintf("bob %d", len(data)) {
+		t.Errorf("the uploaded file in the box: %q, %v; want owned by bob, %d bytes", out, err, len(data))
 	}
 }
