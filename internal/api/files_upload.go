@@ -31,8 +31,8 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, t target, p str
 	if !ok {
 		return
 	}
-	if max := s.cfg.MaxBodyBytes; max > 0 && r.ContentLength > max {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body of %d bytes is over the limit of %d (server.max_body_bytes)", r.ContentLength, max))
+	if limit := s.cfg.MaxBodyBytes; limit > 0 && r.ContentLength > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body of %d bytes is over the limit of %d (server.max_body_bytes)", r.ContentLength, limit))
 		return
 	}
 	if !s.uploads.acquire(t.User.Name, s.cfg.MaxUploadsPerUser) {
