@@ -168,6 +168,8 @@ func TestFileRanges(t *testing.T) {
 		{"r.bin", []string{"Range", "items=0-1"}, 200, "", string(data), ""},
 		{"r.bin", []string{"Range", "BYTES=0-1"}, 206, "", "01", "bytes 0-1/1000"},
 		{"r.bin", []string{"Range", "bytes=-3"}, 206, "", "789", "bytes 997-999/1000"},
+		{"r.bin", []string{"Range", "bytes=0-1,-0"}, 206, "", "01", "bytes 0-1/1000"},
+		{"r.bin", []string{"Range", "bytes=0-1, 5000-"}, 206, "", "01", "bytes 0-1/1000"},
 		{"r.bin", []string{"Range", "bytes=998-5000"}, 206, "", "89", "bytes 998-999/1000"},
 		{"r.bin", []string{"Range", "bytes=0-1", "If-Range", `"stale"`}, 200, "", string(data), ""},
 		{"r.bin", []string{"Range", "bytes=0-0" + strings.Repeat(",2-2", maxRanges)}, 416, "invalid", "", ""},
