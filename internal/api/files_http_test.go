@@ -144,6 +144,20 @@ func TestFileConditionals(t *testing.T) {
 	want(t, "PUT If-Match * on a missing file", resp, b, 412, "precondition_failed")
 	resp, b = h.do("PUT", "/api/v1/files/c.txt", h.tokMe, strings.NewReader("x"), "If-None-Match", "*")
 	want(t, "PUT If-None-Match * on a missing file", resp, b, 201, "")
+
+	// Through a symlink, the ETag a GET gave is the one PUT and DELETE
+	// compare: the file the link leads to, as served.
+	os.WriteFile(filepath.Join(h.wsMe, "target.txt"), []byte("t"), 0o644)
+	os.Symlink("target.txt", filepath.Join(h.wsMe, "link.txt"))
+	resp, _ = h.do("GET", "/api/v1/files/link.txt", h.tokMe, nil)
+	etag := resp.Header.Get("ETag")
+	resp, b = h.do("PUT", "/api/v1/files/link.txt", h.tokMe, strings.NewReader("new"), "If-Match", etag)
+	want(t, "PUT through a symlink with the GET's ETag", resp, b, 200, "")
+	os.Remove(filepath.Join(h.wsMe, "link.txt"))
+	os.Symlink("target.txt", filepath.Join(h.wsMe, "link.txt"))
+	resp, _ = h.do("GET", "/api/v1/files/link.txt", h.tokMe, nil)
+	resp, b = h.do("DELETE", "/api/v1/files/link.txt", h.tokMe, nil, "If-Match", resp.Header.Get("ETag"))
+	want(t, "DELETE through a symlink with the GET's ETag", resp, b, 204, "")
 }
 
 // Range edge cases where http.ServeContent alone answers wrongly.
