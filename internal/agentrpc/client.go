@@ -275,6 +275,9 @@ func (c *Client) Open(ctx context.Context, req OpenRequest) (OpenReply, error) {
 	if err := c.Call(ctx, MethodFileOpen, &req, &r); err != nil {
 		return OpenReply{}, err // a descriptor arriving late is closed (closeLate)
 	}
+	if err := checkPassed(r.File, req.FD, false); err != nil {
+		return OpenReply{}, err
+	}
 	return r, nil
 }
 
@@ -286,6 +289,9 @@ func (c *Client) Create(ctx context.Context, req CreateRequest) (Upload, error) 
 	var r Upload
 	if err := c.Call(ctx, MethodFileCreate, &req, &r); err != nil {
 		return Upload{}, err // a descriptor arriving late is closed (closeLate)
+	}
+	if err := checkPassed(r.File, req.FD, true); err != nil {
+		return Upload{}, err
 	}
 	return r, nil
 }
