@@ -78,6 +78,17 @@ func (f *FileService) stat(r *os.Root, rel string) (agentrpc.FileInfo, error) {
 	return fi, nil
 }
 
+// etagOf is the ETag of what a GET of rel serves: the file a final
+// symlink leads to (within the workspace); "" if there is none.
+func etagOf(r *os.Root, rel string) string {
+	st, err := r.Stat(rel)
+	if err != nil {
+		return ""
+	}
+	fi := toInfo(st)
+	return fi.ETag()
+}
+
 func toInfo(st fs.FileInfo) agentrpc.FileInfo {
 	t := agentrpc.TypeOther
 	switch m := st.Mode(); {
@@ -227,6 +238,9 @@ func (f *FileService) Remove(req *agentrpc.RemoveRequest, _ *agentrpc.Empty) err
 			return err
 		}
 		if req.IfMatch != "" && req.IfMatch != "*" && fi.ETag() != req.IfMatch {
+			return errorf(agentrpc.CodePrecondition, "remove %s: the file changed (its ETag is no longer %s); nothing was removed", rel, req.IfMatch)
+		}
+		if req.IfMatch != "" && req.IfMatch != "*" && etagOf(r, rel) != req.IfMatch {
 			return errorf(agentrpc.CodePrecondition, "remove %s: the file changed (its ETag is no longer %s); nothing was removed", rel, req.IfMatch)
 		}
 		if req.Recursive {

@@ -288,6 +288,9 @@ func TestUploadAbort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if fl, err := unix.FcntlInt(u.File.Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_ACCMODE != unix.O_WRONLY {
+		t.Errorf("upload descriptor flags %#o, %v: want write-only", fl, err)
+	}
 	u.File.Write([]byte("partial"))
 	u.File.Close()
 	if len(temps(t, ws)) != 1 {

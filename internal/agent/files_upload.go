@@ -239,7 +239,7 @@ func (f *FileService) commit(u *upload, req *agentrpc.CommitRequest, reply *agen
 	switch {
 	case req.IfMatch == "*" && !exists:
 		return errorf(agentrpc.CodePrecondition, "write %s: If-Match: * but the file does not exist; nothing was written", u.rel)
-	case req.IfMatch != "" && req.IfMatch != "*" && (!exists || old.ETag() != req.IfMatch):
+	case req.IfMatch != "" && req.IfMatch != "*" && etagOf(u.dir, u.name) != req.IfMatch:
 		return errorf(agentrpc.CodePrecondition, "write %s: the file changed (its ETag is no longer %s); nothing was written", u.rel, req.IfMatch)
 	}
 	if err := u.fh.Chmod(mode); err != nil {

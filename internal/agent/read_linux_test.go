@@ -13,9 +13,9 @@ import (
 	"octo/internal/agentrpc"
 )
 
-// File.Read's openat2 fast path and its os.Root fallback must agree: what
-// the workspace holds is read (also through symlinks that stay inside),
-// everything else is refused with the same codes, and a FIFO never hangs.
+// File.Read (through openRead: openat2, else os.Root) reads what the
+// workspace holds (also through symlinks that stay inside) and refuses
+// everything else with the right codes; a FIFO never hangs.
 func TestReadPaths(t *testing.T) {
 	ws := t.TempDir()
 	sock, _ := agenttest.StartServer(t, agent.Config{Workspace: ws, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -84,13 +84,29 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 		}
 		return mapErr(call.Error)
 	case <-ctxDone:
-		return ctx.Err() // done is left to the late reply
+		closeLate(call) // done is left to the late reply
+		return ctx.Err()
 	case <-expired:
+		closeLate(call)
 		if err := ctx.Err(); err != nil {
 			return err // canceled, or the deadline passed
 		}
 		return context.DeadlineExceeded
 	}
+}
+
+// closeLate closes the descriptor a call given up on may still receive:
+// nobody reads its reply.
+func closeLate(call *rpc.Call) {
+	if _, ok := call.Reply.(wire.FileBody); !ok {
+		return
+	}
+	go func() {
+		<-call.Done
+		if f := call.Reply.(wire.FileBody).PassedFile(); f != nil {
+			f.Close()
+		}
+	}()
 }
 
 // donePool recycles the completion channels of calls that completed.
@@ -257,9 +273,9 @@ func (c *Client) Open(ctx context.Context, req OpenRequest) (OpenReply, error) {
 	req.FD = req.FD && c.PassesFDs()
 	var r OpenReply
 	if err := c.Call(ctx, MethodFileOpen, &req, &r); err != nil {
-		if r.File != nil {
-			r.File.Close()
-		}
+		return OpenReply{}, err // a descriptor arriving late is closed (closeLate)
+	}
+	if err := checkPassed(r.File, req.FD, false); err != nil {
 		return OpenReply{}, err
 	}
 	return r, nil
@@ -272,9 +288,9 @@ func (c *Client) Create(ctx context.Context, req CreateRequest) (Upload, error) 
 	req.FD = req.FD && c.PassesFDs()
 	var r Upload
 	if err := c.Call(ctx, MethodFileCreate, &req, &r); err != nil {
-		if r.File != nil {
-			r.File.Close()
-		}
+		return Upload{}, err // a descriptor arriving late is closed (closeLate)
+	}
+	if err := checkPassed(r.File, req.FD, true); err != nil {
 		return Upload{}, err
 	}
 	return r, nil

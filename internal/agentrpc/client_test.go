@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/rpc"
+	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,4 +97,128 @@ func TestTypedCallCanceledReturnsZero(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // the late reply is decoded meanwhile
 		c.Close()
 	}
+}
+
+// LateFile answers File.Open with a descriptor, after a delay.
+type LateFile struct{}
+
+func (LateFile) Open(req *agentrpc.OpenRequest, reply *agentrpc.OpenReply) error {
+	time.Sleep(200 * time.Millisecond)
+	f, err := os.Open(os.DevNull)
+	reply.File = f
+	return err
+}
+
+// A descriptor that arrives for a call given up on is closed: nobody reads
+// that reply.
+func TestLateDescriptorClosed(t *testing.T) {
+	sock := serve(t, map[string]any{"File": LateFile{}})
+	c, err := agentrpc.Dial(context.Background(), "unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Info(context.Background()) // the connection is up; its reply is an error
+	count := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	before := count()
+	for range 5 {
+		ctx, cancel := agentrpc.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := c.Open(ctx, agentrpc.OpenRequest{Path: "f", FD: true})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want the deadline", err)
+		}
+	}
+	// Every late reply has arrived (and has been closed) by then: the
+	// agent answers all five at once, 200ms after they were sent.
+	time.Sleep(time.Second)
+	if after := count(); after > before {
+		t.Fatalf("descriptors: %d before, %d after late replies", before, after)
+	}
+}
+
+// HostileFiles passes descriptors a real agent never would.
+type HostileFiles struct{ dir string }
+
+// Open passes what req.Path names: "fifo" (opened without blocking), "dir"
+// or "file" (read-only).
+func (h HostileFiles) Open(req *agentrpc.OpenRequest, reply *agentrpc.OpenReply) error {
+	var err error
+	reply.File, err = os.OpenFile(filepath.Join(h.dir, req.Path), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	return err
+}
+
+// Create passes a read-only descriptor for an upload.
+func (h HostileFiles) Create(req *agentrpc.CreateRequest, reply *agentrpc.Upload) error {
+	var err error
+	reply.ID = "u"
+	reply.File, err = os.Open(filepath.Join(h.dir, "file"))
+	return err
+}
+
+// The client refuses descriptors that are not of a regular file, not
+// asked for, or not open for the transfer's direction, and closes them.
+func TestClientRefusesBadDescriptors(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "dir"), 0o755)
+	os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644)
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := serve(t, map[string]any{"File": HostileFiles{dir}})
+	count := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	before := count()
+	for _, tt := range []struct {
+		what string
+		call func(c *agentrpc.Client) error
+	}{
+		{"a FIFO", func(c *agentrpc.Client) error {
+			_, err := c.Open(t.Context(), agentrpc.OpenRequest{Path: "fifo", FD: true})
+			return err
+		}},
+		{"a directory", func(c *agentrpc.Client) error {
+			_, err := c.Open(t.Context(), agentrpc.OpenRequest{Path: "dir", FD: true})
+			return err
+		}},
+		{"a file not asked for", func(c *agentrpc.Client) error {
+			_, err := c.Open(t.Context(), agentrpc.OpenRequest{Path: "file"})
+			return err
+		}},
+		{"a read-only file for an upload", func(c *agentrpc.Client) error {
+			_, err := c.Create(t.Context(), agentrpc.CreateRequest{Path: "file", FD: true})
+			return err
+		}},
+	} {
+		c, err := agentrpc.Dial(t.Context(), "unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tt.call(c); !errors.Is(err, agentrpc.ErrBadReply) {
+			t.Errorf("%s: got %v, want ErrBadReply", tt.what, err)
+		}
+		c.Close()
+	}
+	// The server's ends of the closed connections close as it notices.
+	for deadline := time.Now().Add(5 * time.Second); count() > before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("descriptors: %d before, %d after the refusals", before, count())
+		}
+	}
+	// A regular file, asked for, passes.
+	c, err := agentrpc.Dial(t.Context(), "unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	o, err := c.Open(t.Context(), agentrpc.OpenRequest{Path: "file", FD: true})
+	if err != nil || o.File == nil {
+		t.Fatalf("a regular file: %v", err)
+	}
+	o.File.Close()
 }

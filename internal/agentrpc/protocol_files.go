@@ -98,8 +98,8 @@ type UploadRef struct{ ID string }
 // replaced by an upload gets a new inode, so its tag changes even within
 // one clock tick.
 func (fi *FileInfo) ETag() string {
-	b := make([]byte, 0, 48)
-	b = append(b, '"')
+	var buf [52]byte // three hex numbers of at most 16 digits, two dashes, quotes
+	b := append(buf[:0], '"')
 	b = strconv.AppendUint(b, fi.Inode, 16)
 	b = append(b, '-')
 	b = strconv.AppendInt(b, fi.Size, 16)

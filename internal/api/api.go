@@ -36,7 +36,9 @@ type Config struct {
 	// MaxUploadsPerUser bounds one user's file uploads in progress (429
 	// beyond), so that one user's uploads cost only that user.
 	MaxUploadsPerUser int
-	// BodyReadTimeout bounds receiving an upload or input body (408 beyond).
+	// BodyReadTimeout bounds receiving a session input body, and how long
+	// an upload body may stall (408 beyond): each arriving byte of an
+	// upload gives the client this long again.
 	BodyReadTimeout time.Duration
 	// AgentTimeout bounds every agent call except output streams.
 	AgentTimeout time.Duration

@@ -30,8 +30,8 @@ func BenchmarkAgentInfoDirect(b *testing.B) {
 	}
 }
 
-// BenchmarkAgentReadDirect is BenchmarkFileGet1K's agent call without the control plane.
-func BenchmarkAgentReadDirect(b *testing.B) {
+// BenchmarkAgentOpenDirect is BenchmarkFileGet1K's agent call without the control plane.
+func BenchmarkAgentOpenDirect(b *testing.B) {
 	h := newHarness(b)
 	os.WriteFile(filepath.Join(h.wsMe, "1k.bin"), make([]byte, 1024), 0o644)
 	c, err := agentrpc.Dial(context.Background(), "unix", filepath.Join(h.socketDir, "agent-"+h.me+".sock"))

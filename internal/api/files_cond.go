@@ -126,21 +126,24 @@ func checkRange(w http.ResponseWriter, r *http.Request, fi *agentrpc.FileInfo) b
 		writeError(w, http.StatusRequestedRangeNotSatisfiable, "invalid", fmt.Sprintf("Range asks for %d ranges; at most %d per request", len(specs), maxRanges))
 		return false
 	}
-	satisfiable := false
+	var keep []string // the satisfiable ranges, which alone ServeContent sees
 	for _, spec := range specs {
-		ok, valid := rangeSatisfiable(strings.TrimSpace(spec), fi.Size)
+		spec = strings.TrimSpace(spec)
+		ok, valid := rangeSatisfiable(spec, fi.Size)
 		if !valid {
 			writeError(w, http.StatusRequestedRangeNotSatisfiable, "invalid", fmt.Sprintf("Range %q is malformed; send e.g. bytes=0-99, bytes=100- or bytes=-100", rng))
 			return false
 		}
-		satisfiable = satisfiable || ok
+		if ok {
+			keep = append(keep, spec)
+		}
 	}
-	if !satisfiable {
+	if len(keep) == 0 {
 		w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(fi.Size, 10))
 		writeError(w, http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", fmt.Sprintf("Range %q lies outside the file's %d bytes", rng, fi.Size))
 		return false
 	}
-	r.Header.Set("Range", "bytes="+set)
+	r.Header.Set("Range", "bytes="+strings.Join(keep, ","))
 	return true
 }
 

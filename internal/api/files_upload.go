@@ -31,8 +31,8 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, t target, p str
 	if !ok {
 		return
 	}
-	if max := s.cfg.MaxBodyBytes; max > 0 && r.ContentLength > max {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body of %d bytes is over the limit of %d (server.max_body_bytes)", r.ContentLength, max))
+	if limit := s.cfg.MaxBodyBytes; limit > 0 && r.ContentLength > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body of %d bytes is over the limit of %d (server.max_body_bytes)", r.ContentLength, limit))
 		return
 	}
 	if !s.uploads.acquire(t.User.Name) {
@@ -84,11 +84,14 @@ func (s *Server) putPreconditions(w http.ResponseWriter, r *http.Request, u back
 	return fi.ETag(), true
 }
 
-// statForCondition stats p for a precondition: nil when it does not exist.
+// statForCondition describes p for a precondition as a GET would serve
+// it (through a final symlink, as its ETag was given): nil when it does not
+// exist. File.Open without inline bytes or a descriptor only describes.
 func (s *Server) statForCondition(w http.ResponseWriter, r *http.Request, u backend.User, p string) (*agentrpc.FileInfo, bool) {
 	var fi agentrpc.FileInfo
-	_, err := s.call(r, u, backend.Repeatable, 0, func(ctx context.Context, c *agentrpc.Client) (err error) {
-		fi, err = c.Stat(ctx, p)
+	_, err := s.call(r, u, backend.Repeatable, 0, func(ctx context.Context, c *agentrpc.Client) error {
+		o, err := c.Open(ctx, agentrpc.OpenRequest{Path: p})
+		fi = o.Info
 		return err
 	})
 	switch {

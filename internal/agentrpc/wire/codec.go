@@ -13,7 +13,7 @@ import (
 // The wire format. A client starts its connection with Preamble; then each
 // request and reply is a frame: a uvarint length, then
 //
-//	kind      1 byte: 'q' request, 'r' reply, 'f' reply carrying a descriptor (FileBody, fd_linux.go)
+//	kind      1 byte: 'q' request, 'r' reply, 'f' reply carrying a descriptor (FileBody, fd.go)
 //	seq       uvarint, net/rpc's sequence number
 //	method    uvarint length + bytes
 //	error     uvarint length + bytes (replies only; empty on success)
