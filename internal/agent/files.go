@@ -233,12 +233,8 @@ func (f *FileService) Remove(req *agentrpc.RemoveRequest, _ *agentrpc.Empty) err
 			return errorf(agentrpc.CodeInvalid, "remove: refusing to remove the workspace itself")
 		}
 		r := f.c.s.root
-		fi, err := f.stat(r, rel)
-		if err != nil {
-			return err
-		}
-		if req.IfMatch != "" && req.IfMatch != "*" && fi.ETag() != req.IfMatch {
-			return errorf(agentrpc.CodePrecondition, "remove %s: the file changed (its ETag is no longer %s); nothing was removed", rel, req.IfMatch)
+		if _, err := r.Lstat(rel); err != nil {
+			return fileErr("remove", rel, err)
 		}
 		if req.IfMatch != "" && req.IfMatch != "*" && etagOf(r, rel) != req.IfMatch {
 			return errorf(agentrpc.CodePrecondition, "remove %s: the file changed (its ETag is no longer %s); nothing was removed", rel, req.IfMatch)
