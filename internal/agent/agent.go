@@ -74,6 +74,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	root    *os.Root
+	wsDir   workspaceDir // the workspace's directory, for openat2
 	start   time.Time
 	allowed map[uint32]bool
 	sess    *session.Manager
@@ -138,17 +139,19 @@ func newServer(cfg Config, lock *os.File, sessions func(session.Config) (*sessio
 	for _, u := range cfg.AllowUIDs {
 		allowed[u] = true
 	}
-	s := &Server{cfg: cfg, log: log, root: root, start: time.Now(), allowed: allowed, quit: make(chan struct{}), reloads: newReloads()}
+	s := &Server{cfg: cfg, log: log, root: root, wsDir: openWorkspaceDir(root), start: time.Now(), allowed: allowed, quit: make(chan struct{}), reloads: newReloads()}
 	s.idle = newIdleTracker(cfg.IdleTimeout)
 	// The files are written with the process's uid (cfg.UID may name
 	// another user when an in-process agent serves a test).
 	if err := session.MakeOwnDir(cfg.StateDir, uint32(os.Geteuid())); err != nil {
 		root.Close()
+		s.wsDir.close()
 		return nil, err
 	}
 	if s.lock = lock; lock == nil {
 		if s.lock, err = lockStateDir(cfg.StateDir); err != nil {
 			root.Close()
+			s.wsDir.close()
 			return nil, err
 		}
 	}
@@ -158,6 +161,7 @@ func newServer(cfg Config, lock *os.File, sessions func(session.Config) (*sessio
 	s.sess, err = sessions(s.sessionConfig())
 	if err != nil {
 		root.Close()
+		s.wsDir.close()
 		if lock == nil {
 			s.lock.Close()
 		}
@@ -198,6 +202,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 func (s *Server) run(ctx context.Context, ln net.Listener) error {
 	defer s.lock.Close()
 	defer s.root.Close()
+	defer s.wsDir.close()
 	conns := newConnSet()
 	s.gate = newAcceptGate(ln, s.quit)
 	acceptErr := make(chan error, 1)

@@ -165,7 +165,7 @@ func (f *FileService) Read(req *agentrpc.ReadRequest, reply *agentrpc.ReadReply)
 		case n > agentrpc.MaxReadChunk:
 			return errorf(agentrpc.CodeTooLarge, "read %s: length %d is over the %d byte chunk limit; read in chunks", rel, n, agentrpc.MaxReadChunk)
 		}
-		fh, err := openRead(f.c.s.root, rel)
+		fh, err := openRead(f.c.s.root, f.c.s.wsDir.fd, rel)
 		if errors.Is(err, errIsDir) {
 			return errorf(agentrpc.CodeInvalid, "read %s: is a directory", rel)
 		}

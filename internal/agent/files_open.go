@@ -22,11 +22,11 @@ func (f *FileService) Open(req *agentrpc.OpenRequest, reply *agentrpc.OpenReply)
 		if err != nil {
 			return err
 		}
-		if fi, data, ok := inlineFast(f.c.s.root, rel, req.Inline); ok {
+		if fi, data, ok := inlineFast(f.c.s.wsDir.fd, rel, req.Inline); ok {
 			reply.Info, reply.Inline, reply.Data = fi, true, data
 			return nil
 		}
-		fh, err := openRead(f.c.s.root, rel)
+		fh, err := openRead(f.c.s.root, f.c.s.wsDir.fd, rel)
 		if err != nil {
 			if errors.Is(err, errIsDir) {
 				fi, err := f.stat(f.c.s.root, rel)
@@ -69,8 +69,8 @@ func (f *FileService) Open(req *agentrpc.OpenRequest, reply *agentrpc.OpenReply)
 // inlineFast reads a regular file of at most inline bytes whole, with
 // openat2 and no *os.File (the common small-file GET). ok is false when
 // openRead must decide: any error, another type, or a bigger file.
-func inlineFast(r *os.Root, rel string, inline int) (agentrpc.FileInfo, []byte, bool) {
-	fd, err := openat2Read(r, rel)
+func inlineFast(dirfd int, rel string, inline int) (agentrpc.FileInfo, []byte, bool) {
+	fd, err := openat2Read(dirfd, rel)
 	if err != nil {
 		return agentrpc.FileInfo{}, nil, false
 	}
@@ -101,12 +101,13 @@ func inlineFast(r *os.Root, rel string, inline int) (agentrpc.FileInfo, []byte, 
 // errIsDir reports that openRead found a directory.
 var errIsDir = errors.New("is a directory")
 
-// openRead opens rel (cleaned) read-only, confined to the workspace, and
+// openRead opens rel (cleaned) read-only, confined to the workspace r
+// (whose directory is dirfd, for openat2), and
 // returns it only if it is a regular file: errIsDir for a directory,
 // ErrInvalid for anything else (a FIFO, device or socket is refused
 // without blocking: O_NONBLOCK, cleared again for a regular file).
-func openRead(r *os.Root, rel string) (*os.File, error) {
-	fd, err := openat2Read(r, rel)
+func openRead(r *os.Root, dirfd int, rel string) (*os.File, error) {
+	fd, err := openat2Read(dirfd, rel)
 	var fh *os.File
 	if err == nil {
 		fh = os.NewFile(uintptr(fd), rel)

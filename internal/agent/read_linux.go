@@ -5,11 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
-	"weak"
 
 	"golang.org/x/sys/unix"
 
@@ -27,56 +24,37 @@ import (
 // noOpenat2 is set once openat2 turned out not to exist (Linux < 5.6).
 var noOpenat2 atomic.Bool
 
-// workspaceDirs holds, for each workspace os.Root, a descriptor of the same
-// directory. Weak keys: an entry goes when its root is garbage.
-var workspaceDirs sync.Map // weak.Pointer[os.Root] -> *workspaceDir
-
+// workspaceDir is a descriptor of the workspace directory, beside its
+// os.Root, for openat2's fast path: fd is -1 when it could not be opened
+// (os.Root then serves alone).
 type workspaceDir struct {
-	once sync.Once
-	f    *os.File // nil if it could not be opened
+	f  *os.File
+	fd int
 }
 
-// workspaceFD returns a descriptor of r's directory.
-func workspaceFD(r *os.Root) (int, bool) {
-	key := weak.Make(r)
-	v, ok := workspaceDirs.Load(key)
-	if !ok {
-		v, ok = workspaceDirs.LoadOrStore(key, &workspaceDir{})
-		if !ok {
-			d := v.(*workspaceDir)
-			runtime.AddCleanup(r, func(key weak.Pointer[os.Root]) {
-				workspaceDirs.Delete(key)
-				if d.f != nil {
-					d.f.Close()
-				}
-			}, key)
-		}
+func openWorkspaceDir(r *os.Root) workspaceDir {
+	f, err := r.Open(".")
+	if err != nil {
+		return workspaceDir{fd: -1}
 	}
-	d := v.(*workspaceDir)
-	d.once.Do(func() {
-		if f, err := r.Open("."); err == nil {
-			d.f = f
-		}
-	})
-	if d.f == nil {
-		return 0, false
+	return workspaceDir{f: f, fd: int(f.Fd())}
+}
+
+func (d workspaceDir) close() {
+	if d.f != nil {
+		d.f.Close()
 	}
-	return int(d.f.Fd()), true
 }
 
 // errNoOpenat2 sends a caller to os.Root: openat2 does not exist, or
 // refused; os.Root then decides, with the usual wording.
 var errNoOpenat2 = errors.New("openat2 fast path unavailable")
 
-// openat2Read opens rel (cleaned, workspace-relative) read-only below r's
-// directory with RESOLVE_BENEATH, O_NONBLOCK (a FIFO must not hang the
+// openat2Read opens rel (cleaned, workspace-relative) read-only below the
+// workspace directory dirfd with RESOLVE_BENEATH, O_NONBLOCK (a FIFO must not hang the
 // call), O_CLOEXEC and O_NOCTTY. Any error is errNoOpenat2.
-func openat2Read(r *os.Root, rel string) (int, error) {
-	if noOpenat2.Load() {
-		return -1, errNoOpenat2
-	}
-	dirfd, ok := workspaceFD(r)
-	if !ok {
+func openat2Read(dirfd int, rel string) (int, error) {
+	if dirfd < 0 || noOpenat2.Load() {
 		return -1, errNoOpenat2
 	}
 	how := unix.OpenHow{
