@@ -90,10 +90,9 @@ func main() {
 // procs is the agent's GOMAXPROCS unless $GOMAXPROCS says otherwise: one.
 // An agent serves one user and mostly waits on system calls (its sessions
 // are processes of their own); with more Ps, the scheduler's cross-thread
-// wakeups (spinning, futex, sysmon) were a third of its CPU. With one, a
-// 1 KiB file GET cost the agent 12-13 us instead of 16-18 us of CPU, and
-// 1 MiB GETs were as fast. It also keeps one user's agent to one core's
-// worth of Go work on a shared machine.
+// wakeups (spinning, futex, sysmon) cost more CPU per call than they saved
+// (the README's note on GOMAXPROCS has the measurement). It also keeps one
+// user's agent to one core's worth of Go work on a shared machine.
 func procs(getenv func(string) string) (n int, set bool) {
 	if getenv("GOMAXPROCS") != "" {
 		return 0, false

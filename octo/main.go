@@ -105,8 +105,9 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 
 // gcPercent is the servers' GC target unless $GOGC says otherwise. The live
 // heap is a few MiB and every request allocates, so the default 100 collects
-// dozens of times a second under load; 400 costs ~30 MiB of RSS and gave
-// ~15% more 1 KiB GETs per second (bench/nginx-compare.sh, alternating A/B).
+// dozens of times a second under load; 400 costs some RSS and buys more
+// 1 KiB GETs per second (bench/nginx-compare.sh; the README's performance
+// notes have the figures).
 const gcPercent = 400
 
 func tuneGC() {

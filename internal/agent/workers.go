@@ -17,9 +17,9 @@ const maxIdleWorkers = 8
 // workers: one at a time reads a request (the codec's read lock), hands
 // reading to an idle worker, starting one when none is idle, and runs the
 // call itself. A worker's stack has grown to what calls need, so a call
-// costs neither a new goroutine nor growing its stack (about 5% of a small
-// File.Read's CPU). Calls still run concurrently: a long poll holds only
-// its own worker.
+// costs neither a new goroutine nor growing its stack, which showed in the
+// profile of small reads. Calls still run concurrently: a long poll holds
+// only its own worker.
 func serveWorkers(srv *rpc.Server, codec *serverCodec) {
 	newWorkerPool(srv, codec).serve()
 }

@@ -10,7 +10,8 @@ import (
 
 // The hand encodings of the protocol's hottest bodies (a file's open, an
 // output read), in wire's field encoding; gob, which carries every other
-// body, cost them 5 us of a 1 KiB file GET's ~37 us of CPU. Their Append,
+// body, cost them a seventh of a 1 KiB file GET's CPU when measured (the
+// README's performance notes). Their Append,
 // Tail and Read methods implement wire.Body. File contents beyond a small
 // file's inline bytes travel by descriptor, or in gob-encoded File.Read
 // and File.WriteAt chunks without one.
