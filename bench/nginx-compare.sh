@@ -60,8 +60,8 @@ http {
 CONF
 nginx -c "$tmp/nginx.conf"
 
-# dev: one process.
-"$tmp/octo" dev --listen 127.0.0.1:$dport --workspace "$tmp/www" --token-file "$tmp/dev.token" >"$tmp/dev.out" 2>"$tmp/dev.err" &
+# dev: one process. Both octos log no GETs, as nginx has access_log off.
+OCTO_LOG_LEVEL=warn "$tmp/octo" dev --listen 127.0.0.1:$dport --workspace "$tmp/www" --token-file "$tmp/dev.token" >"$tmp/dev.out" 2>"$tmp/dev.err" &
 pids+=($!)
 dpid=$!
 
@@ -71,6 +71,7 @@ me=$(id -un)
 cat >"$tmp/octo.toml" <<CONF
 [server]
 listen = "127.0.0.1:$sport"
+access_log_reads = false
 api_socket = ""
 state_dir = "$tmp/octo-state"
 [local]
