@@ -69,6 +69,9 @@ type Identity struct {
 type Link struct {
 	Conn net.Conn
 	Identity
+
+	watched chan struct{} // closed when the parked link's watcher has stopped
+	dead    bool          // the watcher saw the agent hang up while parked
 }
 
 // Gateway accepts agents. Create it with New and serve with Run.
@@ -204,68 +207,4 @@ func (g *Gateway) serve(ctx context.Context, c net.Conn) {
 	c.SetDeadline(time.Time{})
 	g.cfg.Log.Info("agent connected", "user", id.User, "launch", id.LaunchID, "job", id.JobID, "node", id.Node)
 	g.park(&Link{Conn: tc, Identity: id})
-}
-
-// park keeps l until the control plane takes it; a newer link of the same
-// user replaces an untaken older one.
-func (g *Gateway) park(l *Link) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if old := g.links[l.User]; old != nil {
-		old.Conn.Close()
-	}
-	g.links[l.User] = l
-	if ch := g.wake[l.User]; ch != nil {
-		close(ch)
-		delete(g.wake, l.User)
-	}
-}
-
-// Take waits until an agent of user is connected and returns its link,
-// which the caller then owns.
-func (g *Gateway) Take(ctx context.Context, user string) (*Link, error) {
-	for {
-		g.mu.Lock()
-		if l := g.links[user]; l != nil {
-			delete(g.links, user)
-			g.mu.Unlock()
-			return l, nil
-		}
-		ch := g.wake[user]
-		if ch == nil {
-			ch = make(chan struct{})
-			g.wake[user] = ch
-		}
-		g.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-}
-
-// TryTake returns user's parked link, or nil.
-func (g *Gateway) TryTake(user string) *Link {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	l := g.links[user]
-	delete(g.links, user)
-	return l
-}
-
-// Connected reports whether an untaken link of user is parked.
-func (g *Gateway) Connected(user string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.links[user] != nil
-}
-
-func (g *Gateway) closeParked() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for u, l := range g.links {
-		l.Conn.Close()
-		delete(g.links, u)
-	}
 }
