@@ -268,3 +268,44 @@ func TestNodeFailure(t *testing.T) {
 	}
 	t.Logf("statuses while the node was dead: %v", seen)
 }
+
+// TestSlurmdKilled: when slurmd dies on the agent's node, Slurm takes the
+// node down and ends the job; octo then drops the link (its job no longer
+// runs, though the agent does) and places the agent on the other node.
+// No request fails in between with anything but 502 or 503, and none is
+// answered from the dead node's agent once octo has seen its job end.
+func TestSlurmdKilled(t *testing.T) {
+	s := startServer(t, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	st := s.status(ctx, t, "alice")
+	dead := st.Job.Node
+	if _, err := s.c.Box.Sh(ctx, "kill -9 $(systemctl show --property=MainPID --value octo-slurmd-"+dead+")"); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for {
+		code, body := s.api(ctx, t, "alice", "GET", "/api/v1/status", "")
+		seen[code]++
+		if code == 200 {
+			var now status
+			json.Unmarshal(body, &now)
+			if now.Job != nil && now.Job.Node != dead {
+				if now.Job.ID == st.Job.ID {
+					t.Errorf("job %s moved nodes?", now.Job.ID)
+				}
+				break
+			}
+		} else if code != 502 && code != 503 {
+			t.Errorf("status after slurmd died on %s = %d %s, want 200, 502 or 503", dead, code, body)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("alice's agent never placed again; statuses %v\n%s", seen, s.journal("octo-e2e"))
+		}
+		time.Sleep(time.Second)
+	}
+	if !strings.Contains(s.journal("octo-e2e"), "agent link closed: its job is no longer running") {
+		t.Errorf("octo did not drop the link of the ended job\n%s", s.journal("octo-e2e"))
+	}
+	t.Logf("statuses after slurmd died: %v", seen)
+}
