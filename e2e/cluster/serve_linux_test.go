@@ -177,6 +177,22 @@ func TestServeSlurm(t *testing.T) {
 		t.Errorf("the session's file belongs to %q (%v), want alice", strings.TrimSpace(owner), err)
 	}
 
+	// Files cross the link (streamed: no descriptor passing between machines).
+	payload := strings.Repeat("octo over TLS\n", 50000) // 700 KB
+	if err := os.WriteFile(s.c.Box.Path("/root/payload"), []byte(payload), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.c.Run(ctx, "", "curl", "-sf", "-T", "/root/payload", "-H", "Authorization: Bearer "+s.tokens["alice"],
+		"http://127.0.0.1:3000/api/v1/files/up/payload?parents=1"); err != nil {
+		t.Fatalf("PUT a file: %v %s", err, out)
+	}
+	if code, body := s.api(ctx, t, "alice", "GET", "/api/v1/files/up/payload", ""); code != 200 || string(body) != payload {
+		t.Errorf("GET the file back = %d, %d bytes; want 200 and the %d bytes put", code, len(body), len(payload))
+	}
+	if owner, err := s.c.Run(ctx, "", "stat", "-c", "%U", "/home/alice/up/payload"); err != nil || strings.TrimSpace(owner) != "alice" {
+		t.Errorf("the uploaded file belongs to %q (%v), want alice", strings.TrimSpace(owner), err)
+	}
+
 	// A restart re-adopts the running job.
 	if _, err := s.c.Run(ctx, "", "systemctl", "restart", "octo-e2e"); err != nil {
 		t.Fatal(err)
@@ -188,8 +204,8 @@ func TestServeSlurm(t *testing.T) {
 
 	// Load: alice and bob, both nodes busy, no failed request.
 	bob := s.status(ctx, t, "bob")
-	if bob.Job.ID == st.Job.ID || bob.Agent.User != "bob" {
-		t.Errorf("bob's status = %+v, want his own agent and job", bob)
+	if bob.Job.ID == st.Job.ID || bob.Agent.User != "bob" || bob.Job.Node == st.Job.Node {
+		t.Errorf("bob's status = %+v job %+v, want his own agent and job, on the other node than alice's %s", bob, *bob.Job, st.Job.Node)
 	}
 	script := `fail=0; for i in $(seq 40); do for u in alice bob; do
 	  eval tok=\$TOK_$u
