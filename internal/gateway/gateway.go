@@ -83,7 +83,15 @@ type Gateway struct {
 	mu    sync.Mutex
 	links map[string]*Link         // by user: connected, not yet taken
 	wake  map[string]chan struct{} // by user: closed when a link arrives
+
+	hsMu       sync.Mutex
+	handshakes map[string]int // by remote address: admissions in progress
 }
+
+// MaxHandshakesPerHost bounds the admissions in progress from one address
+// (a node): before admission nobody is known, and one host's flood of
+// silent connections must not hold everyone else's.
+const MaxHandshakesPerHost = 32
 
 // New returns a gateway with a fresh server certificate for cfg.Hosts.
 func New(cfg Config) (*Gateway, error) {
@@ -105,7 +113,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cfg.CA.Cert)
-	g := &Gateway{cfg: cfg, links: map[string]*Link{}, wake: map[string]chan struct{}{}}
+	g := &Gateway{cfg: cfg, links: map[string]*Link{}, wake: map[string]chan struct{}{}, handshakes: map[string]int{}}
 	g.tls = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
@@ -137,6 +145,10 @@ func (g *Gateway) Adopt(launchID, user string, uid uint32, jobID string) {
 // Forget drops a launch (its job ended or was cancelled).
 func (g *Gateway) Forget(launchID string) { g.launches.remove(launchID) }
 
+// PruneLaunches forgets the launches whose job is known and for which live
+// (squeue lists it) is false, and returns how many it forgot.
+func (g *Gateway) PruneLaunches(live func(jobID string) bool) int { return g.launches.prune(live) }
+
 // Launch returns a launch by id.
 func (g *Gateway) Launch(id string) (Launch, bool) { return g.launches.get(id) }
 
@@ -164,15 +176,50 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("gateway accept: %w", err)
 		}
+		host := remoteHost(c)
+		if !g.startHandshake(host) {
+			g.cfg.Log.Warn("agent refused", "remote", c.RemoteAddr().String(), "code", "busy",
+				"reason", fmt.Sprintf("over %d admissions in progress from this address", MaxHandshakesPerHost))
+			c.Close()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			g.serve(ctx, c)
+			g.serve(ctx, c, func() { g.endHandshake(host) })
 		}()
 	}
 }
 
-func (g *Gateway) serve(ctx context.Context, c net.Conn) {
+func remoteHost(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
+}
+
+func (g *Gateway) startHandshake(host string) bool {
+	g.hsMu.Lock()
+	defer g.hsMu.Unlock()
+	if g.handshakes[host] >= MaxHandshakesPerHost {
+		return false
+	}
+	g.handshakes[host]++
+	return true
+}
+
+func (g *Gateway) endHandshake(host string) {
+	g.hsMu.Lock()
+	defer g.hsMu.Unlock()
+	if g.handshakes[host]--; g.handshakes[host] <= 0 {
+		delete(g.handshakes, host)
+	}
+}
+
+// serve admits the agent on c (or refuses it); done is called once the
+// admission is over either way.
+func (g *Gateway) serve(ctx context.Context, c net.Conn, done func()) {
+	defer done()
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	c.SetDeadline(time.Now().Add(handshakeTimeout))

@@ -152,3 +152,17 @@ func (ls *launches) redeem(id, token string) (Launch, error) {
 	l.used = true
 	return *l, nil
 }
+
+// prune removes the launches whose job is known and not live.
+func (ls *launches) prune(live func(jobID string) bool) int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	n := 0
+	for id, l := range ls.m {
+		if l.JobID != "" && !live(l.JobID) {
+			delete(ls.m, id)
+			n++
+		}
+	}
+	return n
+}
