@@ -221,4 +221,24 @@ func TestPendingThenCancelled(t *testing.T) {
 		t.Fatalf("alice's jobs = %+v, want the held one", jobs)
 	}
 	waitNoJobs(ctx, t, c, "alice")
+
+	// A job still pending when octo restarts can never be admitted (its
+	// token died with that octo): the new octo cancels it.
+	cp.stop()
+	held := func(cfg *cluster.Config) {
+		cfg.Spec.Extra = []string{"--begin=now+3600"}
+		cfg.RequestWait = time.Second
+		cfg.LaunchTimeout = time.Hour
+	}
+	cp = startControlPlane(t, c, t.TempDir(), slurmbox.CtlAddr+":0", held)
+	cp.pool.Do(ctx, cp.user("alice"), backend.Repeatable, func(c *agentrpc.Client) error { return nil })
+	if jobs := agentJobs(ctx, t, c, "alice"); len(jobs) != 1 {
+		t.Fatalf("alice's jobs = %+v, want the held one", jobs)
+	}
+	cp.stop()
+	cp = startControlPlane(t, c, t.TempDir(), slurmbox.CtlAddr+":0", held)
+	if err := cp.placer.Adopt(ctx, func(name string) (uint32, error) { return cp.g.UIDs[name], nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitNoJobs(ctx, t, c, "alice")
 }
