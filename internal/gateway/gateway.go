@@ -129,8 +129,7 @@ func (g *Gateway) Fingerprint() string { return g.cfg.CA.Fingerprint() }
 // NewLaunch records a launch of user's agent and returns it with its
 // bootstrap token (only its hash is kept).
 func (g *Gateway) NewLaunch(user string, uid uint32) (Launch, string) {
-	l, token := g.launches.create(user, uid, g.cfg.TokenTTL)
-	return *l, token
+	return g.launches.create(user, uid, g.cfg.TokenTTL)
 }
 
 // SetJob records the Slurm job of a launch.
