@@ -153,7 +153,8 @@ func (s *server) status(ctx context.Context, t *testing.T, user string) status {
 // TestServeSlurm: the first request places alice's agent on h1 or h2 and
 // status names job and node; a session's hostname is that node and its
 // file is alice's; after `systemctl restart` octo re-adopts the same job;
-// the idle agent's job ends and the next request submits another; a
+// the idle agent's job ends and the next request submits another (503
+// with Slurm's pending reason while its partition is down); a
 // bounded load loop of status calls for alice and bob has no failure.
 func TestServeSlurm(t *testing.T) {
 	s := startServer(t, "alice", "bob")
@@ -230,6 +231,18 @@ func TestServeSlurm(t *testing.T) {
 			t.Fatalf("alice's agent job never ended: %q %v", out, err)
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+	// While Slurm holds the next job (its partition down), status says so
+	// with Slurm's reason; once it runs, status names the new job.
+	if _, err := s.c.Run(ctx, "", "scontrol", "update", "PartitionName=main", "State=DOWN"); err != nil {
+		t.Fatal(err)
+	}
+	code, body = s.api(ctx, t, "alice", "GET", "/api/v1/status", "")
+	if code != 503 || !strings.Contains(string(body), "agent_unavailable") || !strings.Contains(string(body), "pending in Slurm (reason: PartitionDown)") {
+		t.Errorf("status while the job is held = %d %s, want 503 agent_unavailable naming the pending reason PartitionDown", code, body)
+	}
+	if _, err := s.c.Run(ctx, "", "scontrol", "update", "PartitionName=main", "State=UP"); err != nil {
+		t.Fatal(err)
 	}
 	if next := s.status(ctx, t, "alice"); next.Job.ID == st.Job.ID {
 		t.Errorf("after idle exit, job %s again; want a new job", next.Job.ID)
