@@ -152,10 +152,11 @@ func (s *server) status(ctx context.Context, t *testing.T, user string) status {
 
 // TestServeSlurm: the first request places alice's agent on h1 or h2 and
 // status names job and node; a session's hostname is that node and its
-// file is alice's; after `systemctl restart` octo re-adopts the same job;
-// the idle agent's job ends and the next request submits another (503
-// with Slurm's pending reason while its partition is down); a
-// bounded load loop of status calls for alice and bob has no failure.
+// file is alice's, as is a file put through the API; after `systemctl
+// restart` octo re-adopts the same job; bob's agent runs on the other node
+// and a bounded load loop over both has no failed request; the idle
+// agent's job ends, and the next request gets 503 with Slurm's pending
+// reason while the partition is down, then a new job.
 func TestServeSlurm(t *testing.T) {
 	s := startServer(t, "alice", "bob")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
