@@ -17,16 +17,11 @@ import (
 const config = `
 [server]
 listen = "127.0.0.1:3000"
-api_socket = ""
-state_dir = "/var/lib/octo-e2e"
 agent_timeout = "10s"
 [backend]
 mode = "slurm"
 [users]
 allow = ["alice", "bob"]
-[local]
-socket_dir = "/run/octo-e2e"
-user_socket = "/srv/octo-e2e/{uid}/octo-agent.sock"
 [slurm]
 listen = "10.99.1.1:3443"
 advertise = "10.99.1.1:3443"
@@ -38,8 +33,10 @@ check_interval = "2s"
 slurm_conf = "/etc/slurm/slurm.conf"
 `
 
-// server is octo serve in the box, with each user's local agent (under
-// systemd, as the user) through which it submits their agent jobs.
+// server is octo installed in the box by units/install.sh, as the README
+// says: octo.service (as user octo, socket-activated) and each user's
+// system agent (octo-agent@USER.socket), through which it submits the
+// user's agent jobs.
 type server struct {
 	c      *slurmbox.Cluster
 	tokens map[string]string
@@ -51,40 +48,46 @@ func startServer(t *testing.T, users ...string) *server {
 	c.InstallAgent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// The installer's sources and octo, copied into the box.
 	bin := filepath.Join(t.TempDir(), "octo")
 	if out, err := exec.Command("go", "build", "-o", bin, "octo/octo").CombinedOutput(); err != nil {
 		t.Fatalf("build octo: %v\n%s", err, out)
 	}
-	data, err := os.ReadFile(bin)
+	src := c.Box.Path("/root/octo-src")
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(c.Box.Path("/usr/local/bin/octo"), data, 0o755); err != nil {
+	for _, cmd := range [][]string{
+		{"mkdir", "-p", src + "/testdata", c.Box.Path("/root/octo-bin")},
+		{"cp", "-r", filepath.Join(strings.TrimSpace(string(root)), "units"), src + "/units"},
+		{"cp", bin, c.Box.Path("/root/octo-bin/octo")},
+		{"cp", c.Box.Path(slurmbox.AgentPath), c.Box.Path("/root/octo-bin/octo-agent")},
+	} {
+		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", cmd, err, out)
+		}
+	}
+	if err := os.MkdirAll(c.Box.Path("/etc/octo"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(c.Box.Path("/etc/octo-e2e.toml"), []byte(config), 0o644); err != nil {
+	if err := os.WriteFile(c.Box.Path("/etc/octo/config.toml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	script := "OCTO_BINDIR=/root/octo-bin sh /root/octo-src/units/install.sh\nsystemctl enable --now octo.socket"
+	for _, u := range users {
+		script += " octo-agent@" + u + ".socket"
+	}
+	if out, err := c.Box.Sh(ctx, script); err != nil {
+		t.Fatalf("install octo: %v\n%s", err, out)
 	}
 	s := &server{c: c, tokens: map[string]string{}}
 	for _, u := range users {
-		// The user's local agent, as systemd --user would run it, started
-		// here by the box's systemd as the user (outside /run/user, which
-		// logind empties when it sees no session of the user).
-		script := fmt.Sprintf(`uid=$(id -u %[1]s); d=/srv/octo-e2e/$uid; mkdir -p $d; chown %[1]s: $d; chmod 0700 $d
-systemd-run --quiet --unit=local-agent-%[1]s --uid=%[1]s --setenv=SLURM_CONF=%[2]s \
-	/usr/local/bin/octo-agent serve --idle-timeout 0 --socket $d/octo-agent.sock`, u, slurmbox.Conf)
-		if out, err := c.Box.Sh(ctx, script); err != nil {
-			t.Fatalf("start %s's local agent: %v\n%s", u, err, out)
-		}
-		tok, err := c.Run(ctx, "", "octo", "token", "create", u, "--config", "/etc/octo-e2e.toml")
+		tok, err := c.Run(ctx, "", "octo", "token", "create", u)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.tokens[u] = strings.TrimSpace(tok)
-	}
-	if out, err := c.Run(ctx, "", "systemd-run", "--quiet", "--unit=octo-e2e", "--setenv=SLURM_CONF="+slurmbox.Conf,
-		"/usr/local/bin/octo", "serve", "--config", "/etc/octo-e2e.toml"); err != nil {
-		t.Fatalf("start octo serve: %v\n%s", err, out)
 	}
 	s.waitHealthy(ctx, t)
 	return s
@@ -98,7 +101,7 @@ func (s *server) waitHealthy(ctx context.Context, t *testing.T) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("octo serve not healthy\n%s", s.journal("octo-e2e"))
+			t.Fatalf("octo serve not healthy\n%s", s.journal("octo.service"))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -145,7 +148,7 @@ func (s *server) status(ctx context.Context, t *testing.T, user string) status {
 	var st status
 	if code != 200 || json.Unmarshal(body, &st) != nil || st.Job == nil {
 		t.Fatalf("status for %s = %d %s, want 200 with a job\nocto:\n%s\nlocal agent:\n%s", user, code, body,
-			s.journal("octo-e2e"), s.journal("local-agent-"+user))
+			s.journal("octo.service"), s.journal("octo-agent@"+user+".service"))
 	}
 	return st
 }
@@ -196,12 +199,12 @@ func TestServeSlurm(t *testing.T) {
 	}
 
 	// A restart re-adopts the running job.
-	if _, err := s.c.Run(ctx, "", "systemctl", "restart", "octo-e2e"); err != nil {
+	if _, err := s.c.Run(ctx, "", "systemctl", "restart", "octo.service"); err != nil {
 		t.Fatal(err)
 	}
 	s.waitHealthy(ctx, t)
 	if again := s.status(ctx, t, "alice"); again.Job.ID != st.Job.ID {
-		t.Errorf("after restart job %s, want %s re-adopted\n%s", again.Job.ID, st.Job.ID, s.journal("octo-e2e"))
+		t.Errorf("after restart job %s, want %s re-adopted\n%s", again.Job.ID, st.Job.ID, s.journal("octo.service"))
 	}
 
 	// Load: alice and bob, both nodes busy, no failed request.
@@ -284,7 +287,7 @@ func TestNodeFailure(t *testing.T) {
 			t.Errorf("status while %s is dead = %d %s, want 502 or 503", dead, code, body)
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("alice's agent never placed again; statuses %v\n%s", seen, s.journal("octo-e2e"))
+			t.Fatalf("alice's agent never placed again; statuses %v\n%s", seen, s.journal("octo.service"))
 		}
 		time.Sleep(time.Second)
 	}
@@ -330,12 +333,12 @@ func TestSlurmdKilled(t *testing.T) {
 			t.Errorf("status after slurmd died on %s = %d %s, want 200, 502 or 503", dead, code, body)
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("alice's agent never placed again; statuses %v\n%s", seen, s.journal("octo-e2e"))
+			t.Fatalf("alice's agent never placed again; statuses %v\n%s", seen, s.journal("octo.service"))
 		}
 		time.Sleep(time.Second)
 	}
-	if !strings.Contains(s.journal("octo-e2e"), "agent link closed: its job is no longer running") {
-		t.Errorf("octo did not drop the link of the ended job\n%s", s.journal("octo-e2e"))
+	if !strings.Contains(s.journal("octo.service"), "agent link closed: its job is no longer running") {
+		t.Errorf("octo did not drop the link of the ended job\n%s", s.journal("octo.service"))
 	}
 	t.Logf("statuses after slurmd died: %v", seen)
 }
