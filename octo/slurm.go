@@ -75,7 +75,9 @@ func slurmRouter(ctx context.Context, cfg config.Config, log *slog.Logger) (*bac
 		return nil, err
 	}
 	go placer.Watch(ctx, sc.CheckInterval.Duration)
-	if err := placer.Adopt(ctx, func(name string) (uint32, error) {
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := placer.Adopt(actx, func(name string) (uint32, error) {
 		u, err := users.Lookup(name)
 		return u.UID, err
 	}); err != nil {
