@@ -165,6 +165,17 @@ func TestServeSlurm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
+	// Two first requests at once: one job.
+	both := s.c.Command(ctx, "", "/bin/sh", "-c", `for i in 1 2; do
+	  curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $TOK" http://127.0.0.1:3000/api/v1/status &
+	done; wait`)
+	both.Env = append(both.Env, "TOK="+s.tokens["alice"])
+	if out, err := both.Output(); err != nil || strings.Join(strings.Fields(string(out)), " ") != "200 200" {
+		t.Fatalf("two first requests: %q %v, want 200 twice\n%s", out, err, s.journal("octo.service"))
+	}
+	if out, err := s.c.Run(ctx, "", "squeue", "--noheader", "--user=alice", "--format=%i"); err != nil || len(strings.Fields(out)) != 1 {
+		t.Errorf("alice's jobs after two first requests: %q %v, want one", out, err)
+	}
 	st := s.status(ctx, t, "alice")
 	if st.Placement != "slurm" || st.Agent.User != "alice" || (st.Job.Node != "h1" && st.Job.Node != "h2") {
 		t.Errorf("status = %+v job %+v, want placement slurm, agent alice, node h1 or h2", st, *st.Job)
