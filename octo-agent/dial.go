@@ -44,7 +44,7 @@ func dialMain(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, err := agent.New(cfg)
+	srv, err := newWhenFree(ctx, cfg, stateDirWait, log)
 	if err != nil {
 		return err
 	}
@@ -60,6 +60,32 @@ func dialMain(ctx context.Context, args []string, log *slog.Logger) error {
 		log.Info("octo-agent stopped")
 	}
 	return err
+}
+
+// stateDirWait is how long a placed agent waits for the state dir: after
+// its node failed, the previous agent of the user (on that node, cut off
+// from Slurm but maybe alive for a while, or its lock held by the shared
+// file system until its lease ends) may still hold it.
+const stateDirWait = 2 * time.Minute
+
+// newWhenFree is agent.New, waiting up to wait while another agent holds
+// the state dir.
+func newWhenFree(ctx context.Context, cfg agent.Config, wait time.Duration, log *slog.Logger) (*agent.Server, error) {
+	deadline := time.Now().Add(wait)
+	for logged := false; ; logged = true {
+		srv, err := agent.New(cfg)
+		if !errors.Is(err, agent.ErrStateDirInUse) || time.Now().After(deadline) {
+			return srv, err
+		}
+		if !logged {
+			log.Warn("state dir in use by another agent; waiting for it", "err", err, "wait", wait.String())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func stateHome() string {

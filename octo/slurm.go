@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"octo/internal/backend"
 	"octo/internal/cluster"
@@ -27,8 +28,14 @@ func slurmRouter(ctx context.Context, cfg config.Config, log *slog.Logger) (*bac
 	}
 	users := backend.NewUsers(cfg.Users)
 	host, _, _ := net.SplitHostPort(sc.Advertise)
+	// An agent's certificate outlives its job: it reconnects with it after
+	// an octo restart or a network failure, however late in the job.
+	certTTL := 7 * 24 * time.Hour
+	if sc.TimeLimit.Duration > 0 {
+		certTTL = sc.TimeLimit.Duration + time.Hour
+	}
 	gw, err := gateway.New(gateway.Config{
-		CA: ca, Hosts: []string{host}, TokenTTL: sc.LaunchTimeout.Duration, Log: log.With("component", "gateway"),
+		CA: ca, Hosts: []string{host}, TokenTTL: sc.LaunchTimeout.Duration, CertTTL: certTTL, Log: log.With("component", "gateway"),
 		Verifier: gateway.SlurmVerifier{R: slurm.Exec{Conf: sc.Conf}},
 		LookupUID: func(name string) (uint32, error) {
 			u, err := users.Lookup(name)
@@ -68,7 +75,9 @@ func slurmRouter(ctx context.Context, cfg config.Config, log *slog.Logger) (*bac
 		return nil, err
 	}
 	go placer.Watch(ctx, sc.CheckInterval.Duration)
-	if err := placer.Adopt(ctx, func(name string) (uint32, error) {
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := placer.Adopt(actx, func(name string) (uint32, error) {
 		u, err := users.Lookup(name)
 		return u.UID, err
 	}); err != nil {

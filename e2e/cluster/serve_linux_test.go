@@ -17,16 +17,11 @@ import (
 const config = `
 [server]
 listen = "127.0.0.1:3000"
-api_socket = ""
-state_dir = "/var/lib/octo-e2e"
 agent_timeout = "10s"
 [backend]
 mode = "slurm"
 [users]
 allow = ["alice", "bob"]
-[local]
-socket_dir = "/run/octo-e2e"
-user_socket = "/srv/octo-e2e/{uid}/octo-agent.sock"
 [slurm]
 listen = "10.99.1.1:3443"
 advertise = "10.99.1.1:3443"
@@ -38,8 +33,10 @@ check_interval = "2s"
 slurm_conf = "/etc/slurm/slurm.conf"
 `
 
-// server is octo serve in the box, with each user's local agent (under
-// systemd, as the user) through which it submits their agent jobs.
+// server is octo installed in the box by units/install.sh, as the README
+// says: octo.service (as user octo, socket-activated) and each user's
+// system agent (octo-agent@USER.socket), through which it submits the
+// user's agent jobs.
 type server struct {
 	c      *slurmbox.Cluster
 	tokens map[string]string
@@ -51,40 +48,46 @@ func startServer(t *testing.T, users ...string) *server {
 	c.InstallAgent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// The installer's sources and octo, copied into the box.
 	bin := filepath.Join(t.TempDir(), "octo")
 	if out, err := exec.Command("go", "build", "-o", bin, "octo/octo").CombinedOutput(); err != nil {
 		t.Fatalf("build octo: %v\n%s", err, out)
 	}
-	data, err := os.ReadFile(bin)
+	src := c.Box.Path("/root/octo-src")
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(c.Box.Path("/usr/local/bin/octo"), data, 0o755); err != nil {
+	for _, cmd := range [][]string{
+		{"mkdir", "-p", src + "/testdata", c.Box.Path("/root/octo-bin")},
+		{"cp", "-r", filepath.Join(strings.TrimSpace(string(root)), "units"), src + "/units"},
+		{"cp", bin, c.Box.Path("/root/octo-bin/octo")},
+		{"cp", c.Box.Path(slurmbox.AgentPath), c.Box.Path("/root/octo-bin/octo-agent")},
+	} {
+		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", cmd, err, out)
+		}
+	}
+	if err := os.MkdirAll(c.Box.Path("/etc/octo"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(c.Box.Path("/etc/octo-e2e.toml"), []byte(config), 0o644); err != nil {
+	if err := os.WriteFile(c.Box.Path("/etc/octo/config.toml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	script := "OCTO_BINDIR=/root/octo-bin sh /root/octo-src/units/install.sh\nsystemctl enable --now octo.socket"
+	for _, u := range users {
+		script += " octo-agent@" + u + ".socket"
+	}
+	if out, err := c.Box.Sh(ctx, script); err != nil {
+		t.Fatalf("install octo: %v\n%s", err, out)
 	}
 	s := &server{c: c, tokens: map[string]string{}}
 	for _, u := range users {
-		// The user's local agent, as systemd --user would run it, started
-		// here by the box's systemd as the user (outside /run/user, which
-		// logind empties when it sees no session of the user).
-		script := fmt.Sprintf(`uid=$(id -u %[1]s); d=/srv/octo-e2e/$uid; mkdir -p $d; chown %[1]s: $d; chmod 0700 $d
-systemd-run --quiet --unit=local-agent-%[1]s --uid=%[1]s --setenv=SLURM_CONF=%[2]s \
-	/usr/local/bin/octo-agent serve --idle-timeout 0 --socket $d/octo-agent.sock`, u, slurmbox.Conf)
-		if out, err := c.Box.Sh(ctx, script); err != nil {
-			t.Fatalf("start %s's local agent: %v\n%s", u, err, out)
-		}
-		tok, err := c.Run(ctx, "", "octo", "token", "create", u, "--config", "/etc/octo-e2e.toml")
+		tok, err := c.Run(ctx, "", "octo", "token", "create", u)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.tokens[u] = strings.TrimSpace(tok)
-	}
-	if out, err := c.Run(ctx, "", "systemd-run", "--quiet", "--unit=octo-e2e", "--setenv=SLURM_CONF="+slurmbox.Conf,
-		"/usr/local/bin/octo", "serve", "--config", "/etc/octo-e2e.toml"); err != nil {
-		t.Fatalf("start octo serve: %v\n%s", err, out)
 	}
 	s.waitHealthy(ctx, t)
 	return s
@@ -98,7 +101,7 @@ func (s *server) waitHealthy(ctx context.Context, t *testing.T) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("octo serve not healthy\n%s", s.journal("octo-e2e"))
+			t.Fatalf("octo serve not healthy\n%s", s.journal("octo.service"))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -145,21 +148,34 @@ func (s *server) status(ctx context.Context, t *testing.T, user string) status {
 	var st status
 	if code != 200 || json.Unmarshal(body, &st) != nil || st.Job == nil {
 		t.Fatalf("status for %s = %d %s, want 200 with a job\nocto:\n%s\nlocal agent:\n%s", user, code, body,
-			s.journal("octo-e2e"), s.journal("local-agent-"+user))
+			s.journal("octo.service"), s.journal("octo-agent@"+user+".service"))
 	}
 	return st
 }
 
 // TestServeSlurm: the first request places alice's agent on h1 or h2 and
 // status names job and node; a session's hostname is that node and its
-// file is alice's; after `systemctl restart` octo re-adopts the same job;
-// the idle agent's job ends and the next request submits another; a
-// bounded load loop of status calls for alice and bob has no failure.
+// file is alice's, as is a file put through the API; after `systemctl
+// restart` octo re-adopts the same job; bob's agent runs on the other node
+// and a bounded load loop over both has no failed request; the idle
+// agent's job ends, and the next request gets 503 with Slurm's pending
+// reason while the partition is down, then a new job.
 func TestServeSlurm(t *testing.T) {
 	s := startServer(t, "alice", "bob")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
+	// Two first requests at once: one job.
+	both := s.c.Command(ctx, "", "/bin/sh", "-c", `for i in 1 2; do
+	  curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $TOK" http://127.0.0.1:3000/api/v1/status &
+	done; wait`)
+	both.Env = append(both.Env, "TOK="+s.tokens["alice"])
+	if out, err := both.Output(); err != nil || strings.Join(strings.Fields(string(out)), " ") != "200 200" {
+		t.Fatalf("two first requests: %q %v, want 200 twice\n%s", out, err, s.journal("octo.service"))
+	}
+	if out, err := s.c.Run(ctx, "", "squeue", "--noheader", "--user=alice", "--format=%i"); err != nil || len(strings.Fields(out)) != 1 {
+		t.Errorf("alice's jobs after two first requests: %q %v, want one", out, err)
+	}
 	st := s.status(ctx, t, "alice")
 	if st.Placement != "slurm" || st.Agent.User != "alice" || (st.Job.Node != "h1" && st.Job.Node != "h2") {
 		t.Errorf("status = %+v job %+v, want placement slurm, agent alice, node h1 or h2", st, *st.Job)
@@ -177,19 +193,35 @@ func TestServeSlurm(t *testing.T) {
 		t.Errorf("the session's file belongs to %q (%v), want alice", strings.TrimSpace(owner), err)
 	}
 
+	// Files cross the link (streamed: no descriptor passing between machines).
+	payload := strings.Repeat("octo over TLS\n", 50000) // 700 KB
+	if err := os.WriteFile(s.c.Box.Path("/root/payload"), []byte(payload), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.c.Run(ctx, "", "curl", "-sf", "-T", "/root/payload", "-H", "Authorization: Bearer "+s.tokens["alice"],
+		"http://127.0.0.1:3000/api/v1/files/up/payload?parents=1"); err != nil {
+		t.Fatalf("PUT a file: %v %s", err, out)
+	}
+	if code, body := s.api(ctx, t, "alice", "GET", "/api/v1/files/up/payload", ""); code != 200 || string(body) != payload {
+		t.Errorf("GET the file back = %d, %d bytes; want 200 and the %d bytes put", code, len(body), len(payload))
+	}
+	if owner, err := s.c.Run(ctx, "", "stat", "-c", "%U", "/home/alice/up/payload"); err != nil || strings.TrimSpace(owner) != "alice" {
+		t.Errorf("the uploaded file belongs to %q (%v), want alice", strings.TrimSpace(owner), err)
+	}
+
 	// A restart re-adopts the running job.
-	if _, err := s.c.Run(ctx, "", "systemctl", "restart", "octo-e2e"); err != nil {
+	if _, err := s.c.Run(ctx, "", "systemctl", "restart", "octo.service"); err != nil {
 		t.Fatal(err)
 	}
 	s.waitHealthy(ctx, t)
 	if again := s.status(ctx, t, "alice"); again.Job.ID != st.Job.ID {
-		t.Errorf("after restart job %s, want %s re-adopted\n%s", again.Job.ID, st.Job.ID, s.journal("octo-e2e"))
+		t.Errorf("after restart job %s, want %s re-adopted\n%s", again.Job.ID, st.Job.ID, s.journal("octo.service"))
 	}
 
 	// Load: alice and bob, both nodes busy, no failed request.
 	bob := s.status(ctx, t, "bob")
-	if bob.Job.ID == st.Job.ID || bob.Agent.User != "bob" {
-		t.Errorf("bob's status = %+v, want his own agent and job", bob)
+	if bob.Job.ID == st.Job.ID || bob.Agent.User != "bob" || bob.Job.Node == st.Job.Node {
+		t.Errorf("bob's status = %+v job %+v, want his own agent and job, on the other node than alice's %s", bob, *bob.Job, st.Job.Node)
 	}
 	script := `fail=0; for i in $(seq 40); do for u in alice bob; do
 	  eval tok=\$TOK_$u
@@ -214,6 +246,18 @@ func TestServeSlurm(t *testing.T) {
 			t.Fatalf("alice's agent job never ended: %q %v", out, err)
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+	// While Slurm holds the next job (its partition down), status says so
+	// with Slurm's reason; once it runs, status names the new job.
+	if _, err := s.c.Run(ctx, "", "scontrol", "update", "PartitionName=main", "State=DOWN"); err != nil {
+		t.Fatal(err)
+	}
+	code, body = s.api(ctx, t, "alice", "GET", "/api/v1/status", "")
+	if code != 503 || !strings.Contains(string(body), "agent_unavailable") || !strings.Contains(string(body), "pending in Slurm (reason: PartitionDown)") {
+		t.Errorf("status while the job is held = %d %s, want 503 agent_unavailable naming the pending reason PartitionDown", code, body)
+	}
+	if _, err := s.c.Run(ctx, "", "scontrol", "update", "PartitionName=main", "State=UP"); err != nil {
+		t.Fatal(err)
 	}
 	if next := s.status(ctx, t, "alice"); next.Job.ID == st.Job.ID {
 		t.Errorf("after idle exit, job %s again; want a new job", next.Job.ID)
@@ -254,7 +298,7 @@ func TestNodeFailure(t *testing.T) {
 			t.Errorf("status while %s is dead = %d %s, want 502 or 503", dead, code, body)
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("alice's agent never placed again; statuses %v\n%s", seen, s.journal("octo-e2e"))
+			t.Fatalf("alice's agent never placed again; statuses %v\n%s", seen, s.journal("octo.service"))
 		}
 		time.Sleep(time.Second)
 	}
@@ -267,4 +311,45 @@ func TestNodeFailure(t *testing.T) {
 		t.Errorf("session from the dead node = %d %s, want state lost", code, body)
 	}
 	t.Logf("statuses while the node was dead: %v", seen)
+}
+
+// TestSlurmdKilled: when slurmd dies on the agent's node, Slurm takes the
+// node down and ends the job; octo then drops the link (its job no longer
+// runs, though the agent does) and places the agent on the other node.
+// No request fails in between with anything but 502 or 503, and none is
+// answered from the dead node's agent once octo has seen its job end.
+func TestSlurmdKilled(t *testing.T) {
+	s := startServer(t, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	st := s.status(ctx, t, "alice")
+	dead := st.Job.Node
+	if _, err := s.c.Box.Sh(ctx, "kill -9 $(systemctl show --property=MainPID --value octo-slurmd-"+dead+")"); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for {
+		code, body := s.api(ctx, t, "alice", "GET", "/api/v1/status", "")
+		seen[code]++
+		if code == 200 {
+			var now status
+			json.Unmarshal(body, &now)
+			if now.Job != nil && now.Job.Node != dead {
+				if now.Job.ID == st.Job.ID {
+					t.Errorf("job %s moved nodes?", now.Job.ID)
+				}
+				break
+			}
+		} else if code != 502 && code != 503 {
+			t.Errorf("status after slurmd died on %s = %d %s, want 200, 502 or 503", dead, code, body)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("alice's agent never placed again; statuses %v\n%s", seen, s.journal("octo.service"))
+		}
+		time.Sleep(time.Second)
+	}
+	if !strings.Contains(s.journal("octo.service"), "agent link closed: its job is no longer running") {
+		t.Errorf("octo did not drop the link of the ended job\n%s", s.journal("octo.service"))
+	}
+	t.Logf("statuses after slurmd died: %v", seen)
 }

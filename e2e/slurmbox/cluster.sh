@@ -92,7 +92,9 @@ cgsetup=/etc/slurm/octo-cgroup-v1.sh
 systemd-run --quiet --unit=octo-slurmctld --setenv=SLURM_CONF=$SLURM_CONF -- \
 	unshare --uts sh -c 'hostname ctl; exec slurmctld -D'
 for h in h1 h2; do
-	systemd-run --quiet --unit="octo-slurmd-$h" --setenv=SLURM_CONF=$SLURM_CONF -- \
+	# KillMode=process: a test killing slurmd leaves its jobs running, as
+	# when slurmd dies on a real node.
+	systemd-run --quiet --unit="octo-slurmd-$h" --property=KillMode=process --setenv=SLURM_CONF=$SLURM_CONF -- \
 		nsenter --net="/var/run/netns/$h" unshare --uts --mount --propagation private \
 		sh -c "hostname $h; . $cgsetup; exec slurmd -D"
 done

@@ -26,10 +26,21 @@ import (
 type controlPlane struct {
 	g      *slurmbox.Gateway
 	placer *cluster.Placer
+	router *backend.Router
 	pool   *backend.Pool
 }
 
-func startControlPlane(t *testing.T, c *slurmbox.Cluster, caDir, addr string, tweak func(*cluster.Config)) *controlPlane {
+var discard = slog.New(slog.DiscardHandler)
+
+// startControlPlaneTB is startControlPlane for benchmarks: quiet logs.
+func startControlPlaneTB(t testing.TB, c *slurmbox.Cluster) *controlPlane {
+	return startControlPlane(t, c, t.TempDir(), slurmbox.CtlAddr+":0", func(cfg *cluster.Config) {
+		cfg.Log = discard
+		cfg.Spec.Agent = slurmbox.AgentPath + " dial --idle-timeout 10m"
+	})
+}
+
+func startControlPlane(t testing.TB, c *slurmbox.Cluster, caDir, addr string, tweak func(*cluster.Config)) *controlPlane {
 	t.Helper()
 	g := slurmbox.RunGateway(t, c, caDir, addr)
 	cfg := cluster.Config{
@@ -50,7 +61,7 @@ func startControlPlane(t *testing.T, c *slurmbox.Cluster, caDir, addr string, tw
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp := &controlPlane{g: g, placer: placer, pool: backend.NewPool(router, 5*time.Second, cfg.Log)}
+	cp := &controlPlane{g: g, placer: placer, router: router, pool: backend.NewPool(router, 5*time.Second, cfg.Log)}
 	t.Cleanup(cp.stop)
 	return cp
 }
@@ -78,7 +89,7 @@ func (cp *controlPlane) info(ctx context.Context, t *testing.T, name string) (ag
 	return info, ep
 }
 
-func agentJobs(ctx context.Context, t *testing.T, c *slurmbox.Cluster, user string) []slurm.Job {
+func agentJobs(ctx context.Context, t testing.TB, c *slurmbox.Cluster, user string) []slurm.Job {
 	t.Helper()
 	jobs, err := slurm.Queue(ctx, c.Runner(""), user)
 	if err != nil {
@@ -151,6 +162,11 @@ func TestPlacement(t *testing.T) {
 
 func waitNoJobs(ctx context.Context, t *testing.T, c *slurmbox.Cluster, user string) {
 	t.Helper()
+	waitNoJobsTB(ctx, t, c, user)
+}
+
+func waitNoJobsTB(ctx context.Context, t testing.TB, c *slurmbox.Cluster, user string) {
+	t.Helper()
 	for len(agentJobs(ctx, t, c, user)) > 0 {
 		select {
 		case <-ctx.Done():
@@ -203,6 +219,26 @@ func TestPendingThenCancelled(t *testing.T) {
 	}
 	if jobs := agentJobs(ctx, t, c, "alice"); len(jobs) != 1 {
 		t.Fatalf("alice's jobs = %+v, want the held one", jobs)
+	}
+	waitNoJobs(ctx, t, c, "alice")
+
+	// A job still pending when octo restarts can never be admitted (its
+	// token died with that octo): the new octo cancels it.
+	cp.stop()
+	held := func(cfg *cluster.Config) {
+		cfg.Spec.Extra = []string{"--begin=now+3600"}
+		cfg.RequestWait = time.Second
+		cfg.LaunchTimeout = time.Hour
+	}
+	cp = startControlPlane(t, c, t.TempDir(), slurmbox.CtlAddr+":0", held)
+	cp.pool.Do(ctx, cp.user("alice"), backend.Repeatable, func(c *agentrpc.Client) error { return nil })
+	if jobs := agentJobs(ctx, t, c, "alice"); len(jobs) != 1 {
+		t.Fatalf("alice's jobs = %+v, want the held one", jobs)
+	}
+	cp.stop()
+	cp = startControlPlane(t, c, t.TempDir(), slurmbox.CtlAddr+":0", held)
+	if err := cp.placer.Adopt(ctx, func(name string) (uint32, error) { return cp.g.UIDs[name], nil }); err != nil {
+		t.Fatal(err)
 	}
 	waitNoJobs(ctx, t, c, "alice")
 }

@@ -190,14 +190,16 @@ func unavailable(msg string, err error) *backend.Error {
 
 // Adopt, run once at start, records the agent jobs a previous octo left
 // running (their agents reconnect with their certificates, keeping their
-// job ids); lookup gives a user's uid.
+// job ids), and cancels the ones still pending: their launch tokens died
+// with that octo, so their agents could never be admitted, and they would
+// hold back (singleton) their users' next jobs. lookup gives a user's uid.
 func (p *Placer) Adopt(ctx context.Context, lookup func(name string) (uint32, error)) error {
 	jobs, err := slurm.Queue(ctx, p.cfg.Queue, "")
 	if err != nil {
 		return err
 	}
 	for _, j := range jobs {
-		if j.LaunchID == "" || j.State != slurm.StateRunning {
+		if j.LaunchID == "" {
 			continue
 		}
 		uid, err := lookup(j.User)
@@ -205,8 +207,20 @@ func (p *Placer) Adopt(ctx context.Context, lookup func(name string) (uint32, er
 			p.cfg.Log.Warn("agent job of an unknown user left alone", "job", j.ID, "user", j.User, "err", err)
 			continue
 		}
-		p.cfg.Gateway.Adopt(j.LaunchID, j.User, uid, j.ID)
-		p.cfg.Log.Info("agent job adopted", "user", j.User, "job", j.ID, "node", j.Node, "launch", j.LaunchID)
+		switch j.State {
+		case slurm.StateRunning:
+			p.cfg.Gateway.Adopt(j.LaunchID, j.User, uid, j.ID)
+			p.cfg.Log.Info("agent job adopted", "user", j.User, "job", j.ID, "node", j.Node, "launch", j.LaunchID)
+		case slurm.StatePending:
+			go p.cancelStale(backend.User{Name: j.User, UID: uid}, j.ID)
+		}
 	}
 	return nil
+}
+
+func (p *Placer) cancelStale(u backend.User, jobID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := p.cfg.AsUser(u, p.slurmEnv()).Run(ctx, nil, slurm.CancelArgs(jobID)...)
+	p.cfg.Log.Info("pending agent job of a previous octo cancelled", "user", u.Name, "job", jobID, "cancel_err", err)
 }

@@ -33,7 +33,8 @@ func (ls *links) add(user string, c net.Conn, jobID string) {
 }
 
 // Watch checks every interval, until ctx ends, that each handed-out link's
-// job is still RUNNING, and closes the links of jobs that are not.
+// job is still RUNNING, and closes the links of jobs that are not; and
+// forgets the launches of jobs that ended.
 func (p *Placer) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -47,24 +48,22 @@ func (p *Placer) Watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// check closes the links whose job no longer runs, and forgets the
+// launches whose job squeue no longer lists.
 func (p *Placer) check(ctx context.Context) {
-	p.links.mu.Lock()
-	n := len(p.links.m)
-	p.links.mu.Unlock()
-	if n == 0 {
-		return
-	}
 	jobs, err := slurm.Queue(ctx, p.cfg.Queue, "")
 	if err != nil {
 		p.cfg.Log.Warn("agent jobs not checked: squeue failed", "err", err)
 		return
 	}
-	running := map[string]bool{}
+	running, listed := map[string]bool{}, map[string]bool{}
 	for _, j := range jobs {
+		listed[j.ID] = true
 		if j.State == slurm.StateRunning {
 			running[j.ID] = true
 		}
 	}
+	p.cfg.Gateway.PruneLaunches(func(id string) bool { return listed[id] })
 	p.links.mu.Lock()
 	defer p.links.mu.Unlock()
 	for user, l := range p.links.m {

@@ -51,3 +51,23 @@ func TestRedeem(t *testing.T) {
 		t.Error("unknown launch redeemed")
 	}
 }
+
+func TestPrune(t *testing.T) {
+	var ls launches
+	ended, _ := ls.create("alice", 1001, time.Minute)
+	ls.setJob(ended.ID, "7")
+	running, _ := ls.create("alice", 1001, time.Minute)
+	ls.admit(running.ID, "8")
+	submitting, _ := ls.create("bob", 1002, time.Minute)
+	if n := ls.prune(func(id string) bool { return id == "8" }); n != 1 {
+		t.Errorf("prune removed %d launches, want 1", n)
+	}
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{{ended.ID, false}, {running.ID, true}, {submitting.ID, true}} {
+		if _, ok := ls.get(tc.id); ok != tc.want {
+			t.Errorf("launch %s kept = %v, want %v", tc.id, ok, tc.want)
+		}
+	}
+}

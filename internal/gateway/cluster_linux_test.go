@@ -163,6 +163,23 @@ func TestAdmission(t *testing.T) {
 	} else {
 		l.Conn.Close()
 	}
+	// A parked link whose agent hangs up is dropped, never handed out.
+	gone, err := d.Dial(ctx)
+	if err != nil {
+		t.Fatalf("certificate reconnect: %v", err)
+	}
+	for !cg.g.Connected("alice") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	gone.Close()
+	for cg.g.Connected("alice") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	if l, err := cg.g.Take(short, "alice"); err == nil {
+		t.Errorf("Take after the parked agent hung up = %+v, want a timeout", l.Identity)
+	}
+	cancelShort()
 	stolen := cg.dialer("h1", lc.ID, "", "alice") // alice's key and certificate, used from h1
 	gateway.CopyIdentity(stolen, d)
 	if _, err := stolen.Dial(ctx); refusedCode(err) != gateway.RefuseNode {

@@ -69,6 +69,9 @@ type Identity struct {
 type Link struct {
 	Conn net.Conn
 	Identity
+
+	watched chan struct{} // closed when the parked link's watcher has stopped
+	dead    bool          // the watcher saw the agent hang up while parked
 }
 
 // Gateway accepts agents. Create it with New and serve with Run.
@@ -80,7 +83,15 @@ type Gateway struct {
 	mu    sync.Mutex
 	links map[string]*Link         // by user: connected, not yet taken
 	wake  map[string]chan struct{} // by user: closed when a link arrives
+
+	hsMu       sync.Mutex
+	handshakes map[string]int // by remote address: admissions in progress
 }
+
+// MaxHandshakesPerHost bounds the admissions in progress from one address
+// (a node): before admission nobody is known, and one host's flood of
+// silent connections must not hold everyone else's.
+const MaxHandshakesPerHost = 32
 
 // New returns a gateway with a fresh server certificate for cfg.Hosts.
 func New(cfg Config) (*Gateway, error) {
@@ -102,7 +113,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cfg.CA.Cert)
-	g := &Gateway{cfg: cfg, links: map[string]*Link{}, wake: map[string]chan struct{}{}}
+	g := &Gateway{cfg: cfg, links: map[string]*Link{}, wake: map[string]chan struct{}{}, handshakes: map[string]int{}}
 	g.tls = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
@@ -133,6 +144,10 @@ func (g *Gateway) Adopt(launchID, user string, uid uint32, jobID string) {
 // Forget drops a launch (its job ended or was cancelled).
 func (g *Gateway) Forget(launchID string) { g.launches.remove(launchID) }
 
+// PruneLaunches forgets the launches whose job is known and for which live
+// (squeue lists it) is false, and returns how many it forgot.
+func (g *Gateway) PruneLaunches(live func(jobID string) bool) int { return g.launches.prune(live) }
+
 // Launch returns a launch by id.
 func (g *Gateway) Launch(id string) (Launch, bool) { return g.launches.get(id) }
 
@@ -160,15 +175,50 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("gateway accept: %w", err)
 		}
+		host := remoteHost(c)
+		if !g.startHandshake(host) {
+			g.cfg.Log.Warn("agent refused", "remote", c.RemoteAddr().String(), "code", "busy",
+				"reason", fmt.Sprintf("over %d admissions in progress from this address", MaxHandshakesPerHost))
+			c.Close()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			g.serve(ctx, c)
+			g.serve(ctx, c, func() { g.endHandshake(host) })
 		}()
 	}
 }
 
-func (g *Gateway) serve(ctx context.Context, c net.Conn) {
+func remoteHost(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
+}
+
+func (g *Gateway) startHandshake(host string) bool {
+	g.hsMu.Lock()
+	defer g.hsMu.Unlock()
+	if g.handshakes[host] >= MaxHandshakesPerHost {
+		return false
+	}
+	g.handshakes[host]++
+	return true
+}
+
+func (g *Gateway) endHandshake(host string) {
+	g.hsMu.Lock()
+	defer g.hsMu.Unlock()
+	if g.handshakes[host]--; g.handshakes[host] <= 0 {
+		delete(g.handshakes, host)
+	}
+}
+
+// serve admits the agent on c (or refuses it); done is called once the
+// admission is over either way.
+func (g *Gateway) serve(ctx context.Context, c net.Conn, done func()) {
+	defer done()
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	c.SetDeadline(time.Now().Add(handshakeTimeout))
@@ -203,68 +253,4 @@ func (g *Gateway) serve(ctx context.Context, c net.Conn) {
 	c.SetDeadline(time.Time{})
 	g.cfg.Log.Info("agent connected", "user", id.User, "launch", id.LaunchID, "job", id.JobID, "node", id.Node)
 	g.park(&Link{Conn: tc, Identity: id})
-}
-
-// park keeps l until the control plane takes it; a newer link of the same
-// user replaces an untaken older one.
-func (g *Gateway) park(l *Link) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if old := g.links[l.User]; old != nil {
-		old.Conn.Close()
-	}
-	g.links[l.User] = l
-	if ch := g.wake[l.User]; ch != nil {
-		close(ch)
-		delete(g.wake, l.User)
-	}
-}
-
-// Take waits until an agent of user is connected and returns its link,
-// which the caller then owns.
-func (g *Gateway) Take(ctx context.Context, user string) (*Link, error) {
-	for {
-		g.mu.Lock()
-		if l := g.links[user]; l != nil {
-			delete(g.links, user)
-			g.mu.Unlock()
-			return l, nil
-		}
-		ch := g.wake[user]
-		if ch == nil {
-			ch = make(chan struct{})
-			g.wake[user] = ch
-		}
-		g.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-}
-
-// TryTake returns user's parked link, or nil.
-func (g *Gateway) TryTake(user string) *Link {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	l := g.links[user]
-	delete(g.links, user)
-	return l
-}
-
-// Connected reports whether an untaken link of user is parked.
-func (g *Gateway) Connected(user string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.links[user] != nil
-}
-
-func (g *Gateway) closeParked() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for u, l := range g.links {
-		l.Conn.Close()
-		delete(g.links, u)
-	}
 }

@@ -66,6 +66,7 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// create records a launch and returns a copy of it with its token.
 func (ls *launches) create(user string, uid uint32, ttl time.Duration) (Launch, string) {
 	token := randomString(32)
 	l := &Launch{ID: randomString(12), User: user, UID: uid, Created: time.Now(),
@@ -76,22 +77,21 @@ func (ls *launches) create(user string, uid uint32, ttl time.Duration) (Launch, 
 		ls.m = map[string]*Launch{}
 	}
 	ls.m[l.ID] = l
-	return *l, token // a copy made under the lock: redeem writes l later
+	return *l, token
 }
 
 // adopt records a launch found running in squeue after a restart.
-func (ls *launches) adopt(id, user string, uid uint32, jobID string) *Launch {
+func (ls *launches) adopt(id, user string, uid uint32, jobID string) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	if l := ls.m[id]; l != nil {
-		return l
+	if ls.m[id] != nil {
+		return
 	}
 	if ls.m == nil {
 		ls.m = map[string]*Launch{}
 	}
 	l := &Launch{ID: id, User: user, UID: uid, JobID: jobID, Created: time.Now(), Adopted: true, used: true}
 	ls.m[id] = l
-	return l
 }
 
 func (ls *launches) get(id string) (Launch, bool) {
@@ -151,4 +151,18 @@ func (ls *launches) redeem(id, token string) (Launch, error) {
 	}
 	l.used = true
 	return *l, nil
+}
+
+// prune removes the launches whose job is known and not live.
+func (ls *launches) prune(live func(jobID string) bool) int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	n := 0
+	for id, l := range ls.m {
+		if l.JobID != "" && !live(l.JobID) {
+			delete(ls.m, id)
+			n++
+		}
+	}
+	return n
 }
