@@ -24,7 +24,10 @@ func TestSbatchArgs(t *testing.T) {
 	if args[len(args)-1] != "--wrap=exec /usr/bin/octo-agent dial" {
 		t.Errorf("last arg = %q, want the --wrap", args[len(args)-1])
 	}
-	for _, bad := range []string{"", "a b", "x;rm", strings.Repeat("a", 65)} {
+	if _, err := SbatchArgs(Spec{LaunchID: strings.Repeat("Az9_-", 12) + "abcd", Agent: "a"}); err != nil {
+		t.Errorf("SbatchArgs(a 64-character launch id): %v", err)
+	}
+	for _, bad := range []string{"", "a b", "x;rm", strings.Repeat("a", 65), "ü", "a\n", "a/b"} {
 		if _, err := SbatchArgs(Spec{LaunchID: bad, Agent: "a"}); err == nil {
 			t.Errorf("SbatchArgs(launch %q) = nil error, want one", bad)
 		}

@@ -3,7 +3,6 @@ package slurm
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -28,13 +27,26 @@ type Spec struct {
 	Extra     []string      // more sbatch arguments, from the configuration
 }
 
-var launchIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// validLaunchID reports whether id is 1-64 letters, digits, - or _. (Not a
+// regexp: every octo-agent links this package, and a compiled pattern is
+// work at each agent's start.)
+func validLaunchID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // SbatchArgs is the sbatch command line submitting s: one agent per user
 // (singleton), the launch id in the comment, the bootstrap variables
 // exported by name.
 func SbatchArgs(s Spec) ([]string, error) {
-	if !launchIDRE.MatchString(s.LaunchID) {
+	if !validLaunchID(s.LaunchID) {
 		return nil, fmt.Errorf("launch id %q: want 1-64 letters, digits, - or _", s.LaunchID)
 	}
 	if s.Agent == "" {
