@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"testing"
 
@@ -17,19 +16,19 @@ func TestCallDo(t *testing.T) {
 	cred := peercred.Cred{PID: 1, UID: 1000, GID: 1000}
 	tests := []struct {
 		name     string
-		ctx      context.Context
+		cred     *peercred.Cred
 		bodyErr  error
 		wantRun  bool
 		wantCode agentrpc.Code
 	}{
-		{"no identity", context.Background(), nil, false, agentrpc.CodePermission},
-		{"ok", peercred.NewContext(context.Background(), cred), nil, true, ""},
-		{"coded error", peercred.NewContext(context.Background(), cred), errorf(agentrpc.CodeNotFound, "x"), true, agentrpc.CodeNotFound},
-		{"plain error", peercred.NewContext(context.Background(), cred), errors.New("boom"), true, agentrpc.CodeInternal},
+		{"no identity", nil, nil, false, agentrpc.CodePermission},
+		{"ok", &cred, nil, true, ""},
+		{"coded error", &cred, errorf(agentrpc.CodeNotFound, "x"), true, agentrpc.CodeNotFound},
+		{"plain error", &cred, errors.New("boom"), true, agentrpc.CodeInternal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &call{s: s, ctx: tt.ctx, cred: cred}
+			c := &call{s: s, cred: tt.cred}
 			ran := false
 			err := c.do(func() error {
 				ran = true

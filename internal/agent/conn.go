@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/rpc"
@@ -79,7 +78,7 @@ func isTemporary(err error) bool {
 // serveConn serves net/rpc on c with services bound to the caller's identity.
 func (s *Server) serveConn(c net.Conn, cred peercred.Cred) {
 	srv := rpc.NewServer()
-	caller := &call{s: s, ctx: peercred.NewContext(context.Background(), cred), cred: cred}
+	caller := &call{s: s, cred: &cred}
 	_, caller.fds = c.(*net.UnixConn)
 	defer caller.uploads.abortAll()
 	// Registration only fails for services without suitable methods: a bug.
@@ -99,12 +98,11 @@ func (s *Server) serveConn(c net.Conn, cred peercred.Cred) {
 	}
 }
 
-// call is what every service method knows: the server and the context of
-// the connection, which carries the caller's identity.
+// call is what every service method knows: the server and the caller's
+// identity on this connection.
 type call struct {
 	s    *Server
-	ctx  context.Context
-	cred peercred.Cred // the identity in ctx
+	cred *peercred.Cred // as SO_PEERCRED said at accept; nil: none, every call refused
 	// fds is true when replies on this connection may carry descriptors.
 	fds     bool
 	uploads uploadSet // this connection's uploads in progress
@@ -114,7 +112,7 @@ type call struct {
 // when the caller's identity is missing, counts the call as in flight, and
 // encodes the body's error so that its code crosses net/rpc.
 func (c *call) do(body func() error) error {
-	if _, ok := peercred.FromContext(c.ctx); !ok {
+	if c.cred == nil {
 		return agentrpc.Encode(errorf(agentrpc.CodePermission, "no caller identity on this connection"))
 	}
 	c.s.inflight.Add(1)

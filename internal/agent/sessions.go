@@ -25,7 +25,7 @@ func (ss *SessionService) Start(req *agentrpc.StartRequest, reply *agentrpc.Sess
 			return fileErr("start: cwd", cwd, err)
 		}
 		defer dir.Close()
-		rec, err := ss.c.s.sess.Start(req, session.Cwd{Dir: dir, Rel: cwd}, ss.c.cred)
+		rec, err := ss.c.s.sess.Start(req, session.Cwd{Dir: dir, Rel: cwd}, *ss.c.cred)
 		if err != nil {
 			return err
 		}

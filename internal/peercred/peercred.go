@@ -2,7 +2,6 @@
 package peercred
 
 import (
-	"context"
 	"errors"
 	"fmt"
 )
@@ -19,16 +18,3 @@ func (c Cred) String() string { return fmt.Sprintf("pid=%d uid=%d gid=%d", c.PID
 // ErrUnsupported is returned for connections that carry no peer credentials
 // (anything but a Unix socket).
 var ErrUnsupported = errors.New("peer credentials need a unix socket connection")
-
-type ctxKey struct{}
-
-// NewContext returns a context carrying c.
-func NewContext(ctx context.Context, c Cred) context.Context {
-	return context.WithValue(ctx, ctxKey{}, c)
-}
-
-// FromContext returns the credentials stored by NewContext.
-func FromContext(ctx context.Context) (Cred, bool) {
-	c, ok := ctx.Value(ctxKey{}).(Cred)
-	return c, ok
-}
