@@ -82,6 +82,7 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 // also has the pool count its agent connections in m.
 func apiConfig(cfg config.Config, pool *backend.Pool, store *tokens.Store, m *metrics.Metrics, log *slog.Logger) api.Config {
 	pool.Connected = func(_ backend.User, ep backend.Endpoint) { m.AgentConnect(string(ep.Placement)) }
+	pool.Called = m.AgentMethodCall
 	return api.Config{
 		Pool: pool, Users: backend.NewUsers(cfg.Users), Tokens: store, Log: log, Version: version,
 		MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), AgentTimeout: cfg.Server.AgentTimeout.Duration,

@@ -27,8 +27,9 @@ func (e *connError) Is(target error) bool { return target == ErrConnLost }
 // Client is a typed client for one connection to an agent. It is safe for
 // concurrent use; calls are multiplexed over the connection.
 type Client struct {
-	rc    *rpc.Client
-	codec *wire.ClientCodec
+	rc      *rpc.Client
+	codec   *wire.ClientCodec
+	observe func(method string, err error)
 }
 
 // Dial connects to the agent listening at address ("unix" network for a socket path).
@@ -47,6 +48,10 @@ func NewClient(conn net.Conn) *Client {
 	return &Client{rc: rpc.NewClientWithCodec(codec), codec: codec}
 }
 
+// Observe has fn called after every call with its method and its error (nil
+// when it succeeded), for metrics. Set it before the client's first call.
+func (c *Client) Observe(fn func(method string, err error)) { c.observe = fn }
+
 // Close closes the connection. Calls in flight fail with ErrConnLost.
 func (c *Client) Close() error { return c.rc.Close() }
 
@@ -57,6 +62,14 @@ func (c *Client) Close() error { return c.rc.Close() }
 // late reply into reply: the caller must not read reply after an error (the
 // typed methods return zero values then).
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
+	err := c.call(ctx, method, args, reply)
+	if c.observe != nil {
+		c.observe(method, err)
+	}
+	return err
+}
+
+func (c *Client) call(ctx context.Context, method string, args, reply any) error {
 	if err := c.codec.ReplyErr(); err != nil {
 		// A refused reply closed the connection: later calls find it lost,
 		// whether or not net/rpc's reader has noticed yet.

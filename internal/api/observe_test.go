@@ -103,6 +103,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	h := newHarness(t)
 	h.srv.cfg.Metrics = metrics.New("test")
 	h.srv.cfg.Pool.Connected = func(_ backend.User, ep backend.Endpoint) { h.srv.cfg.Metrics.AgentConnect(string(ep.Placement)) }
+	h.srv.cfg.Pool.Called = h.srv.cfg.Metrics.AgentMethodCall
 	h.do("GET", "/api/v1/status", h.tokMe, nil)
 	h.do("GET", "/api/v1/status", h.tokMe, nil)
 	h.do("PUT", "/api/v1/files/m.txt", h.tokMe, strings.NewReader("12345"))
@@ -131,6 +132,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		`octo_http_sent_bytes_total{route="GET /api/v1/files/{path...}"} `,
 		`octo_agent_calls_total{route="GET /api/v1/status",result="ok"} 2`,
 		`octo_agent_calls_total{route="GET /api/v1/files/{path...}",result="not_found"} 1`,
+		`octo_agent_method_calls_total{method="Agent.Info",result="ok"} 2`,
+		`octo_agent_method_calls_total{method="File.Open",result="not_found"} 1`,
+		`octo_agent_method_calls_total{method="Session.Start",result="ok"} 1`,
 		"\nocto_sessions_started_total 1\n",
 		`octo_limit_hits_total{route="PUT /api/v1/files/{path...}",code="limit"} 1`,
 		`octo_build_info{version="test"`,

@@ -41,6 +41,9 @@ type Pool struct {
 	// Connected, when set before the pool is first used, is called after
 	// each new connection to an agent (for metrics).
 	Connected func(User, Endpoint)
+	// Called, when set before the pool is first used, is called after
+	// every agent call with its method and error (agentrpc.Client.Observe).
+	Called func(method string, err error)
 
 	mu      sync.Mutex
 	conns   map[string]*conn       // by user name
@@ -134,6 +137,9 @@ func (p *Pool) get(ctx context.Context, u User) (*conn, error) {
 	client, err := p.dial(ctx, u, ep)
 	if err != nil {
 		return nil, err
+	}
+	if p.Called != nil {
+		client.Observe(p.Called)
 	}
 	c := &conn{client: client, ep: ep, inflight: 1}
 	p.mu.Lock()

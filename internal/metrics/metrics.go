@@ -4,9 +4,12 @@ package metrics
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"octo/internal/agentrpc"
 	"runtime"
 	"strconv"
 	"sync"
@@ -27,6 +30,7 @@ type Metrics struct {
 	received     *counters
 	sent         *counters
 	agentCalls   *counters
+	agentMethods *counters
 	agentConns   *counters
 	agentStarts  *counters
 	sessions     *counters
@@ -44,6 +48,7 @@ func New(version string) *Metrics {
 		received:     newCounters("octo_http_received_bytes_total", "Request body bytes read, by route.", "route"),
 		sent:         newCounters("octo_http_sent_bytes_total", "Response body bytes written, by route.", "route"),
 		agentCalls:   newCounters("octo_agent_calls_total", "Calls to agents, by the API route that made them and result (ok or the error code).", "route", "result"),
+		agentMethods: newCounters("octo_agent_method_calls_total", "Calls to agents, by agentrpc method and result (ok, the agent's error code, timeout, conn_lost or canceled).", "method", "result"),
 		agentConns:   newCounters("octo_agent_connects_total", "Connections made to agents, by placement.", "placement"),
 		agentStarts:  newCounters("octo_agent_starts_total", "Agent starts seen: an agent answering with a process ID not seen before for its user."),
 		sessions:     newCounters("octo_sessions_started_total", "Sessions started."),
@@ -89,6 +94,32 @@ func (m *Metrics) AgentCall(route, result string) {
 	if m != nil {
 		m.agentCalls.add(1, route, result)
 	}
+}
+
+// AgentMethodCall counts a call of an agentrpc method that ended with err
+// (the signature of agentrpc.Client.Observe).
+func (m *Metrics) AgentMethodCall(method string, err error) {
+	if m != nil {
+		m.agentMethods.add(1, method, callResult(err))
+	}
+}
+
+// callResult names how an agent call ended: "ok", the agent's error code,
+// or what the connection or the clock did.
+func callResult(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, agentrpc.ErrConnLost):
+		return "conn_lost"
+	case errors.Is(err, agentrpc.ErrBadReply):
+		return "bad_reply"
+	}
+	return string(agentrpc.CodeOf(err))
 }
 
 // AgentConnect counts a new connection to an agent at placement.
@@ -137,6 +168,7 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	m.received.write(cw)
 	m.sent.write(cw)
 	m.agentCalls.write(cw)
+	m.agentMethods.write(cw)
 	m.agentConns.write(cw)
 	m.agentStarts.write(cw)
 	m.sessions.write(cw)
