@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/rpc"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -92,16 +93,21 @@ func (a fakeAgent) Info(_ *agentrpc.Empty, reply *agentrpc.Info) error {
 // recorder keeps what the agent writes.
 type recorder struct {
 	net.Conn
+	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
 func (r *recorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
 	r.buf.Write(p)
+	r.mu.Unlock()
 	return r.Conn.Write(p)
 }
 
 func (r *recorder) bytes() []byte {
 	time.Sleep(10 * time.Millisecond) // the reply's flush, if it raced Close
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	return bytes.Clone(r.buf.Bytes())
 }
 
