@@ -135,7 +135,8 @@ func newDialListener(ctx context.Context, d *gateway.Dialer, log *slog.Logger) *
 
 // Accept returns the next link. A refusal by the gateway is final (the
 // job is not, or no longer, what the control plane launched): Accept
-// returns it and the agent exits. Network failures are retried.
+// returns it and the agent exits. Network failures, and the gateway's
+// failures to check (squeue or unmunge not answering), are retried.
 func (l *dialListener) Accept() (net.Conn, error) {
 	select {
 	case <-l.free:
@@ -154,9 +155,12 @@ func (l *dialListener) Accept() (net.Conn, error) {
 			return lk, nil
 		}
 		var r *gateway.RefusedError
-		if errors.As(err, &r) {
+		if errors.As(err, &r) && r.Code != gateway.RefuseCheck {
 			return nil, err // not temporary: the accept loop ends the agent
 		}
+		// A network failure, or the gateway could not ask Slurm (its
+		// controller restarting): try again. A spent token is refused
+		// for good on the next try; a certificate is not spent.
 		l.log.Warn("gateway unreachable, retrying", "err", err, "backoff", backoff.String())
 		select {
 		case <-l.closed:

@@ -89,12 +89,27 @@ cgsetup=/etc/slurm/octo-cgroup-v1.sh
 	fi
 } > "$cgsetup"
 
-systemd-run --quiet --unit=octo-slurmctld --setenv=SLURM_CONF=$SLURM_CONF -- \
-	unshare --uts sh -c 'hostname ctl; exec slurmctld -D'
-for h in h1 h2; do
+# /etc/slurm/octo-start DAEMON starts one daemon (ctl, h1 or h2) as a
+# transient unit, octo-slurmctld or octo-slurmd-hN; a test may stop one and
+# start it again.
+cat > /etc/slurm/octo-start <<START
+#!/bin/sh
+set -eu
+case \$1 in
+ctl)
+	exec systemd-run --quiet --unit=octo-slurmctld --setenv=SLURM_CONF=$SLURM_CONF -- \\
+		unshare --uts sh -c 'hostname ctl; exec slurmctld -D'
+	;;
+h1|h2)
 	# KillMode=process: a test killing slurmd leaves its jobs running, as
 	# when slurmd dies on a real node.
-	systemd-run --quiet --unit="octo-slurmd-$h" --property=KillMode=process --setenv=SLURM_CONF=$SLURM_CONF -- \
-		nsenter --net="/var/run/netns/$h" unshare --uts --mount --propagation private \
-		sh -c "hostname $h; . $cgsetup; exec slurmd -D"
-done
+	exec systemd-run --quiet --unit="octo-slurmd-\$1" --property=KillMode=process --setenv=SLURM_CONF=$SLURM_CONF -- \\
+		nsenter --net="/var/run/netns/\$1" unshare --uts --mount --propagation private \\
+		sh -c "hostname \$1; . $cgsetup; exec slurmd -D"
+	;;
+esac
+echo "octo-start: unknown daemon \$1" >&2
+exit 2
+START
+chmod 0755 /etc/slurm/octo-start
+for d in ctl h1 h2; do /etc/slurm/octo-start "$d"; done

@@ -134,6 +134,23 @@ func (c *Cluster) Run(ctx context.Context, user string, argv ...string) (string,
 	return string(out), nil
 }
 
+// StopDaemon stops one of the cluster's daemons: "ctl" (slurmctld), "h1"
+// or "h2" (that node's slurmd; its jobs keep running).
+func (c *Cluster) StopDaemon(ctx context.Context, name string) error {
+	unit := "octo-slurmd-" + name
+	if name == "ctl" {
+		unit = "octo-slurmctld"
+	}
+	_, err := c.Run(ctx, "", "systemctl", "stop", unit)
+	return err
+}
+
+// StartDaemon starts a daemon StopDaemon stopped.
+func (c *Cluster) StartDaemon(ctx context.Context, name string) error {
+	_, err := c.Run(ctx, "", "/etc/slurm/octo-start", name)
+	return err
+}
+
 // Logs returns the tail of the Slurm daemons' logs, for failure messages.
 func (c *Cluster) Logs() string {
 	var b strings.Builder

@@ -138,17 +138,54 @@ func TestPlacement(t *testing.T) {
 		t.Errorf("bob's agent: info user %q, job %+v; want bob's own", bobInfo.User, bobEp.Job)
 	}
 
-	// Restart: a new control plane (same CA, same address) re-adopts the
-	// running job; its agent reconnects with its certificate.
-	addr := cp.g.Addr
-	cp.stop()
-	cp = startControlPlane(t, c, caDir, addr, nil)
-	if err := cp.placer.Adopt(ctx, func(name string) (uint32, error) { return cp.g.UIDs[name], nil }); err != nil {
+	// Restart while the Slurm controller is down too: requests get 503
+	// (Slurm does not answer), the agent keeps trying; once the controller
+	// is back, a new control plane (same CA, same address) has the running
+	// job back, its agent reconnected with its certificate.
+	// A running session keeps the agent (and its job) alive through the
+	// outage: an idle agent that cannot reach octo ends itself.
+	var sess agentrpc.Session
+	if _, err := cp.pool.Do(ctx, cp.user("alice"), backend.Once, func(cl *agentrpc.Client) (err error) {
+		sess, err = cl.Start(ctx, agentrpc.StartRequest{Argv: []string{"sleep", "300"}})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
+	addr := cp.g.Addr
+	if err := c.StopDaemon(ctx, "ctl"); err != nil {
+		t.Fatal(err)
+	}
+	cp.stop()
+	cp = startControlPlane(t, c, caDir, addr, nil)
+	_, err := cp.pool.Do(ctx, cp.user("alice"), backend.Repeatable, func(*agentrpc.Client) error { return nil })
+	var be *backend.Error
+	if !errors.As(err, &be) || be.Code != backend.CodeUnavailable {
+		t.Errorf("request while slurmctld is down = %v, want %s", err, backend.CodeUnavailable)
+	}
+	time.Sleep(2 * time.Second) // the agent's reconnects are refused meanwhile (verify), not for good
+	if err := c.StartDaemon(ctx, "ctl"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		err := cp.placer.Adopt(ctx, func(name string) (uint32, error) { return cp.g.UIDs[name], nil })
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("slurmctld never answered again: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	info, ep := cp.info(ctx, t, "alice")
-	if info.User != "alice" || ep.Job.ID != job.ID {
-		t.Errorf("after restart: user %q job %+v, want alice's job %s re-adopted", info.User, ep.Job, job.ID)
+	if info.User != "alice" || ep.Job.ID != job.ID || info.RunningSessions != 1 {
+		t.Errorf("after restart: user %q job %+v, %d running sessions; want alice's job %s re-adopted, its session running",
+			info.User, ep.Job, info.RunningSessions, job.ID)
+	}
+	if _, err := cp.pool.Do(ctx, cp.user("alice"), backend.Once, func(cl *agentrpc.Client) error {
+		_, err := cl.Stop(ctx, agentrpc.StopRequest{ID: sess.ID})
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 
 	// Idle exit: no request for the agent's 4s idle timeout, no session
