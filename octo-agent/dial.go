@@ -121,8 +121,7 @@ type dialListener struct {
 	free chan struct{} // holds a token while no link is open
 
 	mu       sync.Mutex
-	link     *link
-	linked   bool // a link was admitted once
+	link     *link // the newest link
 	closed   chan struct{}
 	closeOne sync.Once
 }
@@ -150,7 +149,7 @@ func (l *dialListener) Accept() (net.Conn, error) {
 			lk := &link{Conn: c, release: func() { l.free <- struct{}{} }}
 			lk.lastRead.Store(time.Now().UnixNano())
 			l.mu.Lock()
-			l.link, l.linked = lk, true
+			l.link = lk
 			l.mu.Unlock()
 			return lk, nil
 		}
