@@ -8,7 +8,12 @@
 //	                 [--allow-user NAME|UID ...] [--idle-timeout DUR] [--max-sessions N]
 //	                 [--output-cap SIZE] [--output-budget SIZE] [--socket-mode OCTAL] [--user NAME] [--home DIR]
 //	octo-agent reload [--socket PATH] [--timeout DUR]
+//	octo-agent dial [serve's flags]
 //	octo-agent version
+//
+// dial is the agent Slurm places on a cluster node: it dials the control
+// plane's gateway over TLS (the job's environment says where and how to
+// prove itself) and serves the same protocol on that link.
 //
 // reload (systemd's ExecReload) makes the running agent run the binary now
 // installed at its path without ending its sessions, and waits until the
@@ -40,7 +45,7 @@ func main() {
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	log := logging.New()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent version")
+		fmt.Fprintln(os.Stderr, "usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent dial [flags] | octo-agent version")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -80,7 +85,7 @@ func main() {
 			os.Exit(1)
 		}
 	case "help", "-h", "--help":
-		fmt.Println("usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent version\nRun \"octo-agent serve --help\" for the flags.")
+		fmt.Println("usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent dial [flags] | octo-agent version\nRun \"octo-agent serve --help\" for the flags.")
 	default:
 		fmt.Fprintf(os.Stderr, "octo-agent: unknown command %q; use serve, reload or version\n", os.Args[1])
 		os.Exit(2)
