@@ -146,9 +146,10 @@ func (s *Server) inputSession(w http.ResponseWriter, r *http.Request, t target) 
 	buf := make([]byte, 64<<10)
 	sent := false
 	for {
-		n, rerr := io.ReadFull(body, buf)
-		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
-			// Too much, too slow or broken: this chunk is not sent.
+		n, rerr := fillChunk(body, buf)
+		if rerr != nil && rerr != io.EOF {
+			// Too much, too slow, or a client gone before its body's
+			// end: this chunk is not sent.
 			s.bodyError(w, rerr, "the chunks before it were written")
 			return
 		}
@@ -182,4 +183,22 @@ func (s *Server) inputSession(w http.ResponseWriter, r *http.Request, t target) 
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// fillChunk reads into buf until it is full or the body ends. It returns
+// io.EOF, with the last bytes, only when the body ended as announced; any
+// other error (the body's io.ErrUnexpectedEOF from a client that left
+// before its Content-Length, a deadline, the size limit) comes back as it
+// is. (io.ReadFull would turn a clean end of a short last chunk and a cut
+// body into the same io.ErrUnexpectedEOF.)
+func fillChunk(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
