@@ -22,9 +22,10 @@ type batchWriter struct {
 	rwc io.ReadWriteCloser
 	uc  *net.UnixConn // rwc, when it can pass descriptors
 
-	mu      sync.Mutex // guards buf and scratch, and orders frames
+	mu      sync.Mutex // guards buf, scratch and length, and orders frames
 	buf     *bufio.Writer
-	scratch []byte // reused to build frames
+	scratch []byte                      // reused to build frames
+	length  [binary.MaxVarintLen64]byte // a frame's length prefix, without an allocation
 	closed  atomic.Bool
 
 	kick chan struct{} // capacity 1: buf holds frames to flush
@@ -63,8 +64,7 @@ func (w *batchWriter) end(b, tail []byte, err error) error {
 		w.Close()
 		return err
 	}
-	var n [binary.MaxVarintLen64]byte
-	w.buf.Write(binary.AppendUvarint(n[:0], uint64(len(b)+len(tail))))
+	w.buf.Write(binary.AppendUvarint(w.length[:0], uint64(len(b)+len(tail))))
 	w.buf.Write(b)
 	w.buf.Write(tail) // a large tail goes straight to the connection
 	if cap(b) <= maxScratch {
