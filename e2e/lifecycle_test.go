@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"octo/e2e/box"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,23 +179,7 @@ func TestRestartLosesNoRequest(t *testing.T) {
 func TestUserManagerAgent(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
-	uid := idOf(t, b, "-u", "alice")
-	if out, err := b.Run(ctx, "loginctl", "enable-linger", "alice"); err != nil {
-		t.Fatalf("enable-linger: %v\n%s", err, out)
-	}
-	if out, err := b.Run(ctx, "timeout", "30", "systemctl", "--user", "-M", "alice@", "is-system-running", "--wait"); err != nil && !strings.Contains(out, "degraded") {
-		t.Fatalf("alice's systemd --user: %q %v", out, err)
-	}
-	// The system control plane holds *:3000; alice's listens on 3001.
-	script := `export HOME=/home/alice XDG_RUNTIME_DIR=/run/user/` + uid + `
-PREFIX=/usr/local sh /octo-share/src/units/install.sh --user --no-binaries
-mkdir -p ~/.config/systemd/user/octo.socket.d
-printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:3001\n' > ~/.config/systemd/user/octo.socket.d/port.conf
-systemctl --user daemon-reload
-systemctl --user enable --now octo-user.socket octo.socket`
-	if out, err := b.RunAs(ctx, "alice", "/bin/sh", "-ec", script); err != nil {
-		t.Fatalf("user install: %v\n%s", err, out)
-	}
+	uid := installUserOcto(t, b)
 	if out, _ := b.Run(ctx, "systemctl", "--user", "-M", "alice@", "is-active", "octo-user.service"); strings.TrimSpace(out) != "inactive" {
 		t.Errorf("octo-user.service is %q before any request, want inactive", strings.TrimSpace(out))
 	}
@@ -282,4 +267,29 @@ func TestStopAgentStopsSessions(t *testing.T) {
 	}
 	// The socket stays: the next call starts the agent again.
 	c.expect("GET", "/api/v1/status", nil, http.StatusOK, nil)
+}
+
+// installUserOcto gives alice, with linger, her own systemd --user octo
+// (units/install.sh --user; the control plane on 127.0.0.1:3001, since the
+// system one holds *:3000) and returns her uid. Each step is idempotent.
+func installUserOcto(t *testing.T, b *box.Box) (uid string) {
+	t.Helper()
+	ctx := context.Background()
+	uid = idOf(t, b, "-u", "alice")
+	if out, err := b.Run(ctx, "loginctl", "enable-linger", "alice"); err != nil {
+		t.Fatalf("enable-linger: %v\n%s", err, out)
+	}
+	if out, err := b.Run(ctx, "timeout", "30", "systemctl", "--user", "-M", "alice@", "is-system-running", "--wait"); err != nil && !strings.Contains(out, "degraded") {
+		t.Fatalf("alice's systemd --user: %q %v", out, err)
+	}
+	script := `export HOME=/home/alice XDG_RUNTIME_DIR=/run/user/` + uid + `
+PREFIX=/usr/local sh /octo-share/src/units/install.sh --user --no-binaries
+mkdir -p ~/.config/systemd/user/octo.socket.d
+printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:3001\n' > ~/.config/systemd/user/octo.socket.d/port.conf
+systemctl --user daemon-reload
+systemctl --user enable --now octo-user.socket octo.socket`
+	if out, err := b.RunAs(ctx, "alice", "/bin/sh", "-ec", script); err != nil {
+		t.Fatalf("user install: %v\n%s", err, out)
+	}
+	return uid
 }

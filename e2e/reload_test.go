@@ -281,23 +281,7 @@ func TestReloadKeepsSessions(t *testing.T) {
 func TestUserAgentReload(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
-	uid := idOf(t, b, "-u", "alice")
-	// As TestUserManagerAgent sets it up (again: each step is idempotent).
-	if out, err := b.Run(ctx, "loginctl", "enable-linger", "alice"); err != nil {
-		t.Fatalf("enable-linger: %v\n%s", err, out)
-	}
-	if out, err := b.Run(ctx, "timeout", "30", "systemctl", "--user", "-M", "alice@", "is-system-running", "--wait"); err != nil && !strings.Contains(out, "degraded") {
-		t.Fatalf("alice's systemd --user: %q %v", out, err)
-	}
-	script := `export HOME=/home/alice XDG_RUNTIME_DIR=/run/user/` + uid + `
-PREFIX=/usr/local sh /octo-share/src/units/install.sh --user --no-binaries
-mkdir -p ~/.config/systemd/user/octo.socket.d
-printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:3001\n' > ~/.config/systemd/user/octo.socket.d/port.conf
-systemctl --user daemon-reload
-systemctl --user enable --now octo-user.socket octo.socket`
-	if out, err := b.RunAs(ctx, "alice", "/bin/sh", "-ec", script); err != nil {
-		t.Fatalf("user install: %v\n%s", err, out)
-	}
+	uid := installUserOcto(t, b)
 	api := func(method, path, body string) []byte {
 		t.Helper()
 		out, err := b.RunAs(ctx, "alice", "curl", "-sS", "-f", "-X", method, "--unix-socket", "/run/user/"+uid+"/octo.sock", "-d", body, "http://octo"+path)
