@@ -2,6 +2,8 @@ package session
 
 import (
 	"os"
+	"os/exec"
+	"syscall"
 	"testing"
 )
 
@@ -31,5 +33,32 @@ func TestProcStartSelf(t *testing.T) {
 	}
 	if p := scanProcs()[os.Getpid()]; p.start != st || p.ppid != os.Getppid() {
 		t.Errorf("scanProcs()[self] = %+v, want start %d and ppid %d", p, st, os.Getppid())
+	}
+}
+
+// scanProcs skips processes of other users: none of them can be in a
+// session of this agent, and reading their stat files is what made a
+// session's end cost grow with the machine's processes.
+func TestScanProcsSkipsOtherUsers(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("skipping: needs root to start a process as another user (uid 65534)")
+	}
+	other := exec.Command("sleep", "60")
+	other.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	mine := exec.Command("sleep", "60")
+	if err := mine.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { mine.Process.Kill(); mine.Wait() }()
+	procs := scanProcs()
+	if _, ok := procs[other.Process.Pid]; ok {
+		t.Errorf("scanProcs() has pid %d of uid 65534; want only this user's and root's processes", other.Process.Pid)
+	}
+	if _, ok := procs[mine.Process.Pid]; !ok {
+		t.Errorf("scanProcs() lacks pid %d, this user's child", mine.Process.Pid)
 	}
 }

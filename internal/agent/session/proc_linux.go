@@ -26,8 +26,14 @@ func procStart(pid int) (uint64, error) {
 	return p.start, nil
 }
 
-// scanProcs reads /proc/*/stat. It runs as each session ends, so it reads
-// with one buffer and raw system calls.
+// scanProcs reads /proc/PID/stat of the processes that can belong to a
+// session of this agent's user. It runs as each session ends, so it reads
+// with one buffer and raw system calls, and it skips other users'
+// processes by the owner of /proc/PID (one stat, not a formatted stat
+// file each): the cost grows with this user's processes, not the
+// machine's. Root-owned entries are read too: a process that made itself
+// non-dumpable (ssh-agent, gpg-agent) or runs a set-user-ID program shows
+// as root.
 func scanProcs() map[int]procInfo {
 	out := map[int]procInfo{}
 	d, err := os.Open("/proc")
@@ -36,6 +42,8 @@ func scanProcs() map[int]procInfo {
 	}
 	defer d.Close()
 	names, _ := d.Readdirnames(-1)
+	dirfd := int(d.Fd())
+	me := uint32(os.Getuid())
 	var buf [1024]byte
 	path := make([]byte, 0, 32)
 	for _, n := range names {
@@ -44,6 +52,10 @@ func scanProcs() map[int]procInfo {
 		}
 		pid, err := strconv.Atoi(n)
 		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstatat(dirfd, n, &st, 0) != nil || (st.Uid != me && st.Uid != 0) {
 			continue
 		}
 		path = append(append(append(path[:0], "/proc/"...), n...), "/stat"...)
