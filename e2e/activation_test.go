@@ -284,7 +284,8 @@ func containsAny(s string, subs ...string) bool {
 }
 
 // The installed units, checked by the box's running systemd (with the real
-// users, binaries and paths): verify is silent and the exposure scores hold.
+// users, binaries and paths): verify is silent and the exposure scores hold;
+// and the installed binaries are execute-only for users.
 func TestInstalledUnitsUnderSystemd(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
@@ -292,6 +293,20 @@ func TestInstalledUnitsUnderSystemd(t *testing.T) {
 		"octo.socket", "octo-api.socket", "octo.service", "octo-agent@alice.socket", "octo-agent@dev-ops.service")
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify in the box: %v\n%s", err, out)
+	}
+	// The binaries are root's and execute-only for the rest: a user's agent
+	// is non-dumpable from execve on (octo-agent/dumpable_linux_test.go).
+	for _, bin := range []string{"/usr/local/bin/octo", "/usr/local/bin/octo-agent"} {
+		out, err := b.Run(ctx, "stat", "-c", "%a %U:%G", bin)
+		if got, want := strings.TrimSpace(out), "711 root:root"; err != nil || got != want {
+			t.Errorf("installed %s: mode and owner %q (%v), want %q", bin, got, err, want)
+		}
+		if out, err := b.RunAs(ctx, "alice", "head", "-c", "4", bin); err == nil {
+			t.Errorf("alice can read %s (%q), want permission denied", bin, out)
+		}
+	}
+	if out, err := b.RunAs(ctx, "alice", "/usr/local/bin/octo-agent", "version"); err != nil || !strings.HasPrefix(out, "octo-agent ") {
+		t.Errorf("alice runs octo-agent version: %q, %v; want its version", out, err)
 	}
 	for _, tc := range []struct {
 		unit string

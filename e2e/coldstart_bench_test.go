@@ -170,7 +170,7 @@ func cpuUsage(b *testing.B, bx *box.Box, a arrangement) cpuTimes {
 		if cg == "" {
 			cg = "system.slice/" + a.slice
 		}
-		fmt.Fprintf(&script, "awk '$1==\"usage_usec\"{print $2}' '/sys/fs/cgroup/%s/cpu.stat' 2>/dev/null || echo 0\n", cg)
+		fmt.Fprintf(&script, "awk '$1==\"usage_usec\"{print $2}' '%s/%s/cpu.stat' 2>/dev/null || echo 0\n", bx.Cgroup2(), cg)
 	}
 	out, err := bx.Sh(context.Background(), script.String())
 	if err != nil {

@@ -253,7 +253,7 @@ func TestStopAgentStopsSessions(t *testing.T) {
 		t.Errorf("after systemctl stop, session processes remain:\n%s", out)
 	}
 	if got := unitProp(t, b, "octo-agent@alice.service", "ControlGroup"); got != "" {
-		if out, _ := b.Run(ctx, "cat", "/sys/fs/cgroup"+got+"/cgroup.procs"); strings.TrimSpace(out) != "" {
+		if out, _ := b.Run(ctx, "cat", b.Cgroup2()+got+"/cgroup.procs"); strings.TrimSpace(out) != "" {
 			t.Errorf("after stop, %s still holds processes:\n%s", got, out)
 		}
 	}

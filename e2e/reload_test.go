@@ -171,7 +171,7 @@ func TestReloadKeepsSessions(t *testing.T) {
 		}
 	}()
 
-	if out, err := b.Run(ctx, "install", "-m", "0755", v2, "/usr/local/bin/octo-agent"); err != nil {
+	if out, err := b.Run(ctx, "install", "-m", "0711", v2, "/usr/local/bin/octo-agent"); err != nil {
 		t.Fatalf("install the new agent: %v\n%s", err, out)
 	}
 	stop := make(chan struct{})
@@ -296,13 +296,13 @@ func TestUserAgentReload(t *testing.T) {
 	json.Unmarshal(api("GET", "/api/v1/status", ""), &before)
 	v2 := buildAgentVersion(t, reloadVersion)
 	defer func() {
-		if out, err := b.Sh(ctx, "install -m 0755 /octo-share/bin/octo-agent /usr/local/bin/octo-agent"); err != nil {
+		if out, err := b.Sh(ctx, "install -m 0711 /octo-share/bin/octo-agent /usr/local/bin/octo-agent"); err != nil {
 			t.Errorf("restore the agent binary: %v\n%s", err, out)
 		}
 		b.Run(ctx, "systemctl", "--user", "-M", "alice@", "reload", "octo-user.service")
 		api("DELETE", "/api/v1/sessions/"+s.ID+"?remove=1", "")
 	}()
-	if out, err := b.Run(ctx, "install", "-m", "0755", v2, "/usr/local/bin/octo-agent"); err != nil {
+	if out, err := b.Run(ctx, "install", "-m", "0711", v2, "/usr/local/bin/octo-agent"); err != nil {
 		t.Fatalf("install the new agent: %v\n%s", err, out)
 	}
 	if out, err := b.Run(ctx, "systemctl", "--user", "-M", "alice@", "reload", "octo-user.service"); err != nil {
@@ -323,7 +323,7 @@ func TestUserAgentReload(t *testing.T) {
 // restoreAgent puts the suite's agent binary back and reloads alice's agent.
 func restoreAgent(t *testing.T, b *box.Box) {
 	ctx := context.Background()
-	if out, err := b.Sh(ctx, "install -m 0755 /octo-share/bin/octo-agent /usr/local/bin/octo-agent && systemctl reload octo-agent@alice.service"); err != nil {
+	if out, err := b.Sh(ctx, "install -m 0711 /octo-share/bin/octo-agent /usr/local/bin/octo-agent && systemctl reload octo-agent@alice.service"); err != nil {
 		t.Errorf("restore the agent binary: %v\n%s", err, out)
 	}
 }

@@ -94,7 +94,7 @@ func cgroupCPU(b *testing.B, bx *box.Box, cgroups ...string) int64 {
 	// A slice that has not started yet has no cgroup: it counts 0.
 	script := "cat"
 	for _, cg := range cgroups {
-		script += " '/sys/fs/cgroup/" + cg + "/cpu.stat'"
+		script += " '" + bx.Cgroup2() + "/" + cg + "/cpu.stat'"
 	}
 	script += ` 2>/dev/null | awk '$1=="usage_usec"{s+=$2} END{print s+0}'`
 	out, err := bx.Sh(context.Background(), script)

@@ -38,9 +38,14 @@ import (
 )
 
 func main() {
-	// Before holding any descriptor it was not born with: the user's other
-	// processes may neither ptrace the agent nor take its descriptors with
-	// pidfd_getfd (the listening socket octo trusts). Sessions are
+	// Security: the user's other processes may neither ptrace the agent nor
+	// take its descriptors with pidfd_getfd (the listening socket octo
+	// trusts). Installed as units/install.sh does (root's, mode 0711: its
+	// user may execute it, not read it), the kernel made this process
+	// non-dumpable at execve, before the descriptors systemd passed were
+	// ever exposed. This call is the second line, for a binary its user can
+	// read (a --user install, a copy elsewhere): from here on, before the
+	// agent holds any descriptor it was not born with. Sessions are
 	// dumpable again: exec resets it.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	log := logging.New()

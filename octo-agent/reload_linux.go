@@ -100,10 +100,15 @@ func (r *reloader) Resumed(error) {
 // Exec runs the new binary in this process, passing h. It returns only if
 // the exec failed, with h as it was.
 func (r *reloader) Exec(h *agent.Handover) error {
-	prev, err := os.Open("/proc/self/exe") // the old binary, even once replaced
+	// The old binary, even once replaced, to go back to. O_PATH: its user
+	// may execute it but not read it (units/install.sh installs it 0711,
+	// so that execve makes the agent non-dumpable), and executing the
+	// descriptor needs no more.
+	fd, err := unix.Open("/proc/self/exe", unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open the running binary: %w", err)
 	}
+	prev := os.NewFile(uintptr(fd), "/proc/self/exe")
 	defer prev.Close()
 	st := handoverState{Format: handoverFormat, Exe: r.exe, Token: h.Token, StartTime: h.StartTime, Began: r.t0, Unlink: r.unlink,
 		Sessions: h.Sessions, Listener: fdOf(h.Listener), Lock: fdOf(h.Lock), Previous: fdOf(prev)}

@@ -86,6 +86,16 @@ install_binaries() {
 		(cd "$src" && CGO_ENABLED=0 ${GO:-go} build -trimpath -o "$from/octo" ./octo &&
 			CGO_ENABLED=0 ${GO:-go} build -trimpath -o "$from/octo-agent" ./octo-agent)
 	fi
+	# System-wide the binaries are root's and execute-only for everyone else.
+	# Security: the kernel makes a process non-dumpable from execve on when
+	# it cannot read the file it executes, so no other process of an
+	# agent's user can ptrace it or take the listening socket systemd passes
+	# it (pidfd_getfd) in the moment before octo-agent's own prctl. A --user
+	# install is the user's own, mode 0755.
+	binmode=0755
+	if [ "$mode" = system ]; then
+		binmode=0711
+	fi
 	for b in octo octo-agent; do
 		if [ ! -x "$from/$b" ]; then
 			echo "install.sh: $from/$b is missing or not executable (set OCTO_BINDIR to a directory holding octo and octo-agent, or unset it to build)" >&2
@@ -93,7 +103,10 @@ install_binaries() {
 		fi
 		# Copy then rename: a running binary is replaced, never rewritten.
 		cp "$from/$b" "$DESTDIR$bindir/.$b.new"
-		chmod 0755 "$DESTDIR$bindir/.$b.new"
+		if [ "$mode" = system ] && [ "$(id -u)" = 0 ]; then
+			chown 0:0 "$DESTDIR$bindir/.$b.new"
+		fi
+		chmod "$binmode" "$DESTDIR$bindir/.$b.new"
 		mv -f "$DESTDIR$bindir/.$b.new" "$DESTDIR$bindir/$b"
 	done
 	say "installed $DESTDIR$bindir/octo and $DESTDIR$bindir/octo-agent"

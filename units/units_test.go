@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -72,8 +73,9 @@ func TestInstallStagesEverything(t *testing.T) {
 		path string
 		mode os.FileMode
 	}{
-		{"opt/octo/bin/octo", 0o755},
-		{"opt/octo/bin/octo-agent", 0o755},
+		// Execute-only for all but root: non-dumpable from execve on.
+		{"opt/octo/bin/octo", 0o711},
+		{"opt/octo/bin/octo-agent", 0o711},
 		{"etc/systemd/system/octo.socket", 0o644},
 		{"etc/systemd/system/octo-api.socket", 0o644},
 		{"etc/systemd/system/octo.service", 0o644},
@@ -94,6 +96,9 @@ func TestInstallStagesEverything(t *testing.T) {
 		}
 		if got := fi.Mode().Perm(); got != tc.mode {
 			t.Errorf("%s mode = %o, want %o", tc.path, got, tc.mode)
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Getuid() == 0 && st.Uid != 0 {
+			t.Errorf("%s is owned by uid %d, want root", tc.path, st.Uid)
 		}
 	}
 	// PREFIX moves the binaries and every ExecStart with them.
@@ -185,6 +190,18 @@ func TestUserUnitsVerify(t *testing.T) {
 	}
 	if want := `listen = "127.0.0.1:3000"`; !bytes.Contains(conf, []byte(want)) {
 		t.Errorf("user config lacks %s:\n%s", want, conf)
+	}
+	// The user's own binaries: no need to hide them from their owner.
+	for _, b := range []string{"octo", "octo-agent"} {
+		path := filepath.Join(prefix, "bin", b)
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Errorf("install.sh --user: %v", err)
+			continue
+		}
+		if got := fi.Mode().Perm(); got != 0o755 {
+			t.Errorf("install.sh --user: %s mode = %o, want 755", path, got)
+		}
 	}
 	dir := filepath.Join(home, ".config/systemd/user")
 	verify(t, env, dir, "--user", "octo.socket", "octo-api.socket", "octo.service", "octo-user.socket", "octo-user.service")

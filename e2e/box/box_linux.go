@@ -1,7 +1,6 @@
 package box
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	_ "embed"
@@ -25,12 +24,16 @@ const Inside = "/octo-share"
 
 // Box is a running systemd machine in its own namespaces.
 type Box struct {
-	share  string    // host directory bound at Inside
-	cgroup string    // host path of the box's cgroup2 directory
-	cmd    *exec.Cmd // unshare; its only child is the box's systemd
-	pid    int       // host PID of the box's systemd (PID 1 inside)
-	log    *os.File
-	done   chan struct{} // closed when cmd has exited
+	share  string // host directory bound at Inside
+	cgroup string // host path of the box's cgroup2 directory
+	// Hybrid mode only: the v1 hierarchies mounted in the box (as
+	// /proc/self/cgroup names them) and the box's directory in each.
+	hierarchies []string
+	v1          []string
+	cmd         *exec.Cmd // unshare; its only child is the box's systemd
+	pid         int       // host PID of the box's systemd (PID 1 inside)
+	log         *os.File
+	done        chan struct{} // closed when cmd has exited
 }
 
 // Check reports why boxes cannot run here (nil if they can).
@@ -46,33 +49,10 @@ func Check() error {
 	if _, err := os.Stat("/lib/systemd/systemd"); err != nil {
 		return fmt.Errorf("needs systemd installed: %w", err)
 	}
-	if _, err := cgroup2Root(); err != nil {
+	if _, err := readLayout(); err != nil {
 		return err
 	}
 	return nil
-}
-
-// cgroup2Root returns where the cgroup2 hierarchy is mounted:
-// /sys/fs/cgroup on a pure cgroup2 host, /sys/fs/cgroup/unified on a hybrid one.
-func cgroup2Root() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(pre)
-		if len(fields) >= 5 && strings.HasPrefix(post, "cgroup2 ") && fields[3] == "/" {
-			return fields[4], nil
-		}
-	}
-	return "", errors.New("needs a cgroup2 hierarchy (none mounted)")
 }
 
 // Boot starts a box sharing the host directory share (bound at Inside) and
@@ -89,17 +69,27 @@ func Boot(ctx context.Context, share string) (*Box, error) {
 	if err := os.WriteFile(filepath.Join(share, "init.sh"), initScript, 0o755); err != nil {
 		return nil, err
 	}
-	cgRoot, err := cgroup2Root()
+	l, err := readLayout()
 	if err != nil {
 		return nil, err
 	}
+	name := fmt.Sprintf("octo-e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
 	b := &Box{share: share, done: make(chan struct{})}
-	b.cgroup = filepath.Join(cgRoot, fmt.Sprintf("octo-e2e-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	b.cgroup = filepath.Join(l.v2root, name)
 	if err := os.Mkdir(b.cgroup, 0o755); err != nil {
 		return nil, fmt.Errorf("create box cgroup: %w", err)
 	}
+	if l.hybrid() {
+		if b.v1, err = makeV1(l, name); err != nil {
+			removeCgroups([]string{b.cgroup})
+			return nil, err
+		}
+		for _, h := range l.v1 {
+			b.hierarchies = append(b.hierarchies, h.opts)
+		}
+	}
 	if err := b.start(); err != nil {
-		b.removeCgroup()
+		b.removeCgroups()
 		return nil, err
 	}
 	if err := b.waitRunning(ctx); err != nil {
@@ -119,8 +109,16 @@ func (b *Box) start() error {
 	if err != nil {
 		return err
 	}
-	b.cmd = exec.Command("unshare", "--cgroup", "--pid", "--fork", "--kill-child", "--mount", "--net",
-		"/bin/sh", filepath.Join(b.share, "init.sh"), b.share)
+	argv := append([]string{"unshare", "--cgroup", "--pid", "--fork", "--kill-child", "--mount", "--net",
+		"/bin/sh", filepath.Join(b.share, "init.sh"), b.share}, b.hierarchies...)
+	if len(b.v1) > 0 {
+		// CgroupFD places the process in the box's cgroup2 directory; v1
+		// has no such clone flag, so the process joins its v1 directories
+		// itself, before unshare --cgroup makes all of them its roots.
+		prelude := `n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1/cgroup.procs"; shift; n=$((n - 1)); done; exec "$@"`
+		argv = append(append([]string{"/bin/sh", "-ec", prelude, "box-prelude", strconv.Itoa(len(b.v1))}, b.v1...), argv...)
+	}
+	b.cmd = exec.Command(argv[0], argv[1:]...)
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
 	b.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -203,6 +201,20 @@ func (b *Box) tail() string {
 // PID is the host PID of the box's systemd.
 func (b *Box) PID() int { return b.pid }
 
+// Hybrid reports whether the box has the hybrid cgroup layout (see the
+// package documentation): cgroup v1 hierarchies for the controllers, and
+// cgroup2 at /sys/fs/cgroup/unified.
+func (b *Box) Hybrid() bool { return len(b.v1) > 0 }
+
+// Cgroup2 is where the box's cgroup2 tree is mounted inside the box:
+// /sys/fs/cgroup, or /sys/fs/cgroup/unified in a hybrid box.
+func (b *Box) Cgroup2() string {
+	if b.Hybrid() {
+		return "/sys/fs/cgroup/unified"
+	}
+	return "/sys/fs/cgroup"
+}
+
 // Share is the host directory that the box sees at Inside.
 func (b *Box) Share() string { return b.share }
 
@@ -263,41 +275,21 @@ func (b *Box) Close() error {
 		select {
 		case <-b.done:
 		case <-time.After(30 * time.Second):
-			os.WriteFile(filepath.Join(b.cgroup, "cgroup.kill"), []byte("1"), 0)
+			killCgroups(b.cgroup, b.v1)
 			b.cmd.Process.Kill()
 			<-b.done
 		}
 	}
 	b.log.Close()
 	// Processes may linger a moment after PID 1 is gone.
-	os.WriteFile(filepath.Join(b.cgroup, "cgroup.kill"), []byte("1"), 0)
-	err := b.removeCgroup()
+	killCgroups(b.cgroup, b.v1)
+	err := b.removeCgroups()
 	os.Remove(filepath.Join(b.share, ".root"))
 	return err
 }
 
-// removeCgroup removes the box's cgroup directory and everything below it,
-// deepest first, retrying while the last processes exit.
-func (b *Box) removeCgroup() error {
-	var err error
-	for try := 0; try < 50; try++ {
-		var dirs []string
-		filepath.WalkDir(b.cgroup, func(p string, d os.DirEntry, e error) error {
-			if e == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		err = nil
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if e := os.Remove(dirs[i]); e != nil && !errors.Is(e, os.ErrNotExist) {
-				err = e
-			}
-		}
-		if err == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("remove box cgroup: %w", err)
+// removeCgroups removes the box's cgroup directories and everything below
+// them.
+func (b *Box) removeCgroups() error {
+	return removeCgroups(append([]string{b.cgroup}, b.v1...))
 }

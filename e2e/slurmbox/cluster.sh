@@ -69,10 +69,12 @@ CONF
 # Slurm 22.05's slurmd reads /proc/self/cgroup. On a host whose kernel has
 # cgroup v1 hierarchies next to the unified one, those lines show in every
 # namespace, and its cgroup/v2 plugin refuses ("Hybrid mode is not
-# supported") the pure cgroup2 tree the box mounts. There each slurmd gets a
-# mount namespace of its own with the v1 layout (a tmpfs at /sys/fs/cgroup,
-# one mount per hierarchy), which cgroup/v1 accepts; the jobs need no
-# controller (proctrack/linuxproc, task/none).
+# supported") a pure cgroup2 tree. There each slurmd gets a mount namespace
+# of its own with the v1 layout (a tmpfs at /sys/fs/cgroup, one mount per
+# hierarchy), which cgroup/v1 accepts; the jobs need no controller
+# (proctrack/linuxproc, task/none). A box on a host that binds memory and
+# pids to v1 has that layout already (e2e/box: hybrid), and this repeats it;
+# a box that mounts cgroup2 alone next to v1 hierarchies needs it.
 cat > /etc/slurm/cgroup.conf <<'CONF'
 IgnoreSystemd=yes
 CONF
