@@ -6,7 +6,7 @@
 #
 #   bench/coldstart.sh [USERS] [SMALL] [SINGLES]
 #       USERS (default 1000) and SMALL (300) users' first requests, 8 at a
-#       time, and one cold request for each of SINGLES (15) users per
+#       time, and one cold request for each of SINGLES (16) users per
 #       arrangement; CPU per start by part (service, octo, systemd,
 #       journald), idle agents' memory.
 #   bench/coldstart.sh directives [STARTS]
@@ -18,5 +18,5 @@ if [ "${1:-}" = directives ]; then
 	export OCTO_BENCH_STARTS="${2:-10}"
 	exec go test -run '^$' -bench '^BenchmarkSandboxDirectives$' -benchtime 1x -timeout 60m -v ./e2e
 fi
-export OCTO_BENCH_USERS="${1:-1000}" OCTO_BENCH_SMALL="${2:-300}" OCTO_BENCH_SINGLES="${3:-15}"
+export OCTO_BENCH_USERS="${1:-1000}" OCTO_BENCH_SMALL="${2:-300}" OCTO_BENCH_SINGLES="${3:-16}"
 exec go test -run '^$' -bench '^BenchmarkColdStart$' -benchtime 1x -timeout 60m -v ./e2e
