@@ -65,13 +65,38 @@ func overflowID(file string) uint32 {
 
 // Lookup returns the user called name if the policy serves them.
 func (s *Users) Lookup(name string) (User, error) {
-	return s.cached(cacheKey{byName, name}, func() (*user.User, error) { return user.Lookup(name) })
+	return s.cached(cacheKey{byName, name}, func() (passwd.Entry, error) {
+		e, err := passwd.Lookup(s.passwd, name)
+		return orNSS(e, err, func() (*user.User, error) { return user.Lookup(name) })
+	})
 }
 
 // LookupUID returns the user with uid if the policy serves them.
 func (s *Users) LookupUID(uid uint32) (User, error) {
 	id := strconv.FormatUint(uint64(uid), 10)
-	return s.cached(cacheKey{byUID, id}, func() (*user.User, error) { return user.LookupId(id) })
+	return s.cached(cacheKey{byUID, id}, func() (passwd.Entry, error) {
+		e, err := passwd.LookupUID(s.passwd, uid)
+		return orNSS(e, err, func() (*user.User, error) { return user.LookupId(id) })
+	})
+}
+
+// orNSS returns a passwd file lookup's entry, or, for a user the file
+// does not list, what os/user says (NSS, in a build with cgo): an entry
+// without a login shell.
+func orNSS(e passwd.Entry, err error, nss func() (*user.User, error)) (passwd.Entry, error) {
+	if !errors.Is(err, passwd.ErrNoEntry) {
+		return e, err
+	}
+	pu, err := nss()
+	if err != nil {
+		return passwd.Entry{}, err
+	}
+	uid, err1 := strconv.ParseUint(pu.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(pu.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return passwd.Entry{}, fmt.Errorf("user %s has a non-numeric uid or gid", pu.Username)
+	}
+	return passwd.Entry{Name: pu.Username, UID: uint32(uid), GID: uint32(gid), Home: pu.HomeDir}, nil
 }
 
 // NameOf returns the name of the user with uid, whether or not the policy
@@ -85,16 +110,13 @@ func (s *Users) NameOf(uid uint32) (string, error) {
 	if ok && time.Since(c.at) < usersCacheTTL {
 		return c.u.Name, c.err
 	}
-	var u User
-	pu, err := user.LookupId(id)
-	if err == nil {
-		u.Name = pu.Username
-	}
-	s.put(key, cachedUser{u, err, time.Now()})
-	return u.Name, err
+	e, err := passwd.LookupUID(s.passwd, uid)
+	e, err = orNSS(e, err, func() (*user.User, error) { return user.LookupId(id) })
+	s.put(key, cachedUser{User{Name: e.Name}, err, time.Now()})
+	return e.Name, err
 }
 
-func (s *Users) cached(key cacheKey, lookup func() (*user.User, error)) (User, error) {
+func (s *Users) cached(key cacheKey, lookup func() (passwd.Entry, error)) (User, error) {
 	s.mu.Lock()
 	c, ok := s.cache[key]
 	s.mu.Unlock()
@@ -133,18 +155,13 @@ func (s *Users) put(key cacheKey, c cachedUser) {
 	s.cache[key] = c
 }
 
-func (s *Users) resolve(lookup func() (*user.User, error)) (User, error) {
-	pu, err := lookup()
+func (s *Users) resolve(lookup func() (passwd.Entry, error)) (User, error) {
+	e, err := lookup()
 	if err != nil {
 		return User{}, fmt.Errorf("%w: %v", ErrUserNotServed, err)
 	}
-	uid, err1 := strconv.ParseUint(pu.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(pu.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return User{}, fmt.Errorf("%w: user %s has a non-numeric uid or gid", ErrUserNotServed, pu.Username)
-	}
-	u := User{Name: pu.Username, UID: uint32(uid), GID: uint32(gid), Home: pu.HomeDir}
-	if err := s.allowed(u, pu); err != nil {
+	u := User{Name: e.Name, UID: e.UID, GID: e.GID, Home: e.Home}
+	if err := s.allowed(u, e.Shell); err != nil {
 		return User{}, err
 	}
 	return u, nil
@@ -152,9 +169,10 @@ func (s *Users) resolve(lookup func() (*user.User, error)) (User, error) {
 
 // allowed applies the policy: listed names always; otherwise never root,
 // the control plane itself, uids below min_uid, the overflow uid or gid
-// (nobody) or an account that cannot log in (shell nologin or false); then
-// the group, if any.
-func (s *Users) allowed(u User, pu *user.User) error {
+// (nobody) or an account that cannot log in (shell nologin or false, or
+// none known: a user the passwd file does not list); then the group, if
+// any.
+func (s *Users) allowed(u User, shell string) error {
 	p := s.policy
 	if slices.Contains(p.Allow, u.Name) {
 		return nil
@@ -171,12 +189,9 @@ func (s *Users) allowed(u User, pu *user.User) error {
 		return deny(fmt.Sprintf("has uid %d, below users.min_uid %d, and is not listed in users.allow", u.UID, p.MinUID))
 	case u.UID == s.overflowUID || u.GID == s.overflowGID:
 		return deny(fmt.Sprintf("has the overflow uid or gid (%d:%d, the kernel's \"nobody\") and is not listed in users.allow", u.UID, u.GID))
-	}
-	shell, err := passwd.Shell(s.passwd, u.Name)
-	if err != nil {
-		return deny(fmt.Sprintf("has no login shell to check (%v) and is not listed in users.allow", err))
-	}
-	if noLogin(shell) {
+	case shell == "":
+		return deny(fmt.Sprintf("has no entry in %s, so no login shell to check, and is not listed in users.allow", s.passwd))
+	case noLogin(shell):
 		return deny(fmt.Sprintf("has the shell %s (no logins) and is not listed in users.allow", shell))
 	}
 	if p.Group == "" {
@@ -189,11 +204,13 @@ func (s *Users) allowed(u User, pu *user.User) error {
 	if err != nil {
 		return deny(fmt.Sprintf("cannot be checked against users.group: %v", err))
 	}
+	gid := strconv.FormatUint(uint64(u.GID), 10)
+	pu := &user.User{Uid: strconv.FormatUint(uint64(u.UID), 10), Gid: gid, Username: u.Name, HomeDir: u.Home}
 	ids, err := pu.GroupIds()
 	if err != nil {
-		ids = []string{pu.Gid}
+		ids = []string{gid}
 	}
-	if slices.Contains(ids, g.Gid) || pu.Gid == g.Gid {
+	if slices.Contains(ids, g.Gid) || gid == g.Gid {
 		return nil
 	}
 	return deny("is not in users.allow nor in group " + p.Group)

@@ -1,6 +1,8 @@
 package passwd
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -35,6 +37,15 @@ func TestShell(t *testing.T) {
 			t.Errorf("Shell(%q) = %q, %v; want %q, error containing %q", tc.name, got, err, tc.want, tc.err)
 		}
 	}
+	for _, tc := range []struct {
+		uid  uint32
+		want string
+	}{{0, "root"}, {1, "daemon"}, {1000, "plain"}, {1001, ""}, {4242, ""}} {
+		got, err := LookupUID(p, tc.uid)
+		if got.Name != tc.want || (err != nil) != (tc.want == "") || tc.want == "" && !errors.Is(err, ErrNoEntry) {
+			t.Errorf("LookupUID(%d) = %+v, %v; want %q (or ErrNoEntry)", tc.uid, got, err, tc.want)
+		}
+	}
 	if _, err := Shell(filepath.Join(t.TempDir(), "none"), "root"); err == nil {
 		t.Errorf("Shell of a missing file: no error")
 	}
@@ -55,5 +66,23 @@ func TestCurrent(t *testing.T) {
 	}
 	if got.Shell == "" {
 		t.Errorf("Current() has no shell, though /etc/passwd has an entry: %+v", got)
+	}
+}
+
+// BenchmarkLookupLast finds the last of 2000 users, as the first request of
+// a user added late does on a machine with many.
+func BenchmarkLookupLast(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "passwd")
+	var data strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&data, "user%04d:x:%d:%d::/home/user%04d:/bin/bash\n", i, 20000+i, 20000+i, i)
+	}
+	if err := os.WriteFile(p, []byte(data.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Lookup(p, "user1999"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
