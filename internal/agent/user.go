@@ -23,7 +23,10 @@ func LookupUID(s string) (uint32, error) {
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
 		return uint32(n), nil
 	}
-	u, err := user.Lookup(s)
+	if e, err := passwd.Lookup(passwd.File, s); err == nil {
+		return e.UID, nil // one read of /etc/passwd, at every agent start
+	}
+	u, err := user.Lookup(s) // NSS, in a build with cgo
 	if err != nil {
 		return 0, fmt.Errorf("user %q: %w", s, ErrUnknownUser)
 	}
