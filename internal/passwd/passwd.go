@@ -1,6 +1,7 @@
-// Package passwd reads what os/user does not give from the system's user
-// database: a user's login shell, and the current user's entry with its
-// shell, with the environment as a fallback where there is no entry.
+// Package passwd reads the system's user database, /etc/passwd: an entry by
+// name or uid with its login shell (which os/user does not give), in one
+// pass over a file of any number of users, and the current user's entry
+// with the environment as a fallback where there is none.
 package passwd
 
 import (
