@@ -32,24 +32,6 @@ func sharedDir(t *testing.T) string {
 	return dir
 }
 
-// copyMode copies the file from to a new root-owned file to with mode.
-func copyMode(t *testing.T, from, to string, mode os.FileMode) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to+".new", b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(to+".new", mode); err != nil { // past the umask
-		t.Fatal(err)
-	}
-	if err := os.Rename(to+".new", to); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestExecuteOnlyNotDumpableFromExec: a binary that its user may execute
 // but not read (root's, mode 0711, as units/install.sh installs octo-agent)
 // is non-dumpable from execve on, before its first instruction, so no
@@ -96,7 +78,7 @@ func TestExecuteOnlyNotDumpableFromExec(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bin := filepath.Join(dir, strings.NewReplacer(" ", "-", ",", "").Replace(tc.name))
-			copyMode(t, tc.from, bin, tc.mode)
+			installMode(t, tc.from, bin, tc.mode)
 			pid := startStopped(t, bin, tc.args, lf, tc.stopAtExec)
 
 			var st unix.Stat_t
@@ -193,7 +175,7 @@ func TestReloadExecuteOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "bin", "octo-agent")
-	copyMode(t, agentBin, bin, 0o711)
+	installMode(t, agentBin, bin, 0o711)
 	fails := filepath.Join(dir, "octo-agent-fails")
 	if out, err := exec.Command("go", "build", "-ldflags", "-X 'main.failAdopt=injected adoption failure'", "-o", fails, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -222,11 +204,11 @@ func TestReloadExecuteOnly(t *testing.T) {
 		return string(out), err
 	}
 
-	copyMode(t, fails, bin, 0o711)
+	installMode(t, fails, bin, 0o711)
 	if out, err := reload(); err == nil || !strings.Contains(out, "injected adoption failure") {
 		t.Errorf("reload to a binary that cannot adopt = %v, %q; want a failure with its reason (and a hand-back)", err, out)
 	}
-	copyMode(t, agentBin, bin, 0o711)
+	installMode(t, agentBin, bin, 0o711)
 	if out, err := reload(); err != nil {
 		t.Errorf("reload = %v, %q; want success", err, out)
 	}

@@ -23,13 +23,19 @@ import (
 
 // install puts the binary from into path the way install(1) does: a new
 // file renamed over the old one (the running agent keeps the old inode).
-func install(t *testing.T, from, path string) {
+func install(t *testing.T, from, path string) { installMode(t, from, path, 0o755) }
+
+// installMode is install with mode (past the umask).
+func installMode(t *testing.T, from, path string, mode os.FileMode) {
 	t.Helper()
 	b, err := os.ReadFile(from)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path+".new", b, 0o755); err != nil {
+	if err := os.WriteFile(path+".new", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path+".new", mode); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(path+".new", path); err != nil {
