@@ -46,10 +46,16 @@ type Pool struct {
 	Called func(method string, err error)
 
 	mu      sync.Mutex
-	conns   map[string]*conn       // by user name
-	dialing map[string]*sync.Mutex // by user name: one dial (or container start) at a time
+	conns   map[string]*conn     // by user name
+	dialing map[string]*dialGate // by user name, while a request of the user dials or waits to dial
 	stop    chan struct{}
 	once    sync.Once
+}
+
+// dialGate lets one request of a user dial (or start a container) at a time.
+type dialGate struct {
+	mu      sync.Mutex
+	waiters int // requests holding or waiting for mu (Pool.mu guards it); the gate goes with the last
 }
 
 type conn struct {
@@ -62,7 +68,7 @@ type conn struct {
 // NewPool returns a pool dialing through router. Close stops it.
 func NewPool(router *Router, connectTimeout time.Duration, log *slog.Logger) *Pool {
 	p := &Pool{router: router, connectTimeout: connectTimeout, idleClose: DefaultIdleClose,
-		log: log, conns: map[string]*conn{}, dialing: map[string]*sync.Mutex{}, stop: make(chan struct{})}
+		log: log, conns: map[string]*conn{}, dialing: map[string]*dialGate{}, stop: make(chan struct{})}
 	go p.janitor()
 	return p
 }
@@ -119,14 +125,24 @@ func (p *Pool) get(ctx context.Context, u User) (*conn, error) {
 		return c, nil
 	}
 	p.mu.Lock()
-	dm := p.dialing[u.Name]
-	if dm == nil {
-		dm = &sync.Mutex{}
-		p.dialing[u.Name] = dm
+	g := p.dialing[u.Name]
+	if g == nil {
+		g = &dialGate{}
+		p.dialing[u.Name] = g
 	}
+	g.waiters++
 	p.mu.Unlock()
-	dm.Lock()
-	defer dm.Unlock()
+	// Every user ever seen would otherwise keep a gate: the last request
+	// out removes it (after unlocking it, deferred below).
+	defer func() {
+		p.mu.Lock()
+		if g.waiters--; g.waiters == 0 {
+			delete(p.dialing, u.Name)
+		}
+		p.mu.Unlock()
+	}()
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if c := p.pooled(u.Name); c != nil { // another request dialed meanwhile
 		return c, nil
 	}

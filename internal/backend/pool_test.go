@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -387,5 +388,31 @@ func TestPoolClosesIdleConnections(t *testing.T) {
 	}
 	if _, _, err := info(context.Background(), p, u, Repeatable); err != nil {
 		t.Errorf("call after the idle close: %v", err)
+	}
+}
+
+// A user's dial gate lives only while a request of theirs dials or waits:
+// the pool keeps nothing for the users it has merely seen.
+func TestPoolForgetsDialGates(t *testing.T) {
+	p := localPool(t, t.TempDir())
+	base := me(t)
+	var wg sync.WaitGroup
+	for i := range 50 {
+		u := base
+		u.Name = fmt.Sprintf("%s-gate%d", base.Name, i%10) // 10 users, 5 requests each at once
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := info(context.Background(), p, u, Repeatable); err == nil {
+				t.Errorf("%s: a call with no agent socket succeeded", u.Name)
+			}
+		}()
+	}
+	wg.Wait()
+	p.mu.Lock()
+	got := len(p.dialing)
+	p.mu.Unlock()
+	if got != 0 {
+		t.Errorf("after every request ended the pool holds %d dial gates, want 0", got)
 	}
 }
