@@ -283,29 +283,12 @@ func TestPoolRefusesHugeReply(t *testing.T) {
 	dir := t.TempDir()
 	u := me(t)
 	var huge atomic.Bool
-	srv := rpc.NewServer()
-	srv.RegisterName("Agent", HugeAgent{&huge})
-	ln, err := net.Listen("unix", filepath.Join(dir, "agent-"+u.Name+".sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			go agentrpc.ServeConn(srv, c)
-		}
-	}()
+	accepted := serveFakeAgent(t, dir, u, "Agent", HugeAgent{&huge})
 	p := localPool(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	huge.Store(true)
-	_, _, err = info(ctx, p, u, Repeatable)
+	_, _, err := info(ctx, p, u, Repeatable)
 	var be *Error
 	if !errors.As(err, &be) || be.Code != CodeFailed || !errors.Is(err, agentrpc.ErrBadReply) {
 		t.Fatalf("huge reply: err = %v, want %s wrapping ErrBadReply", err, CodeFailed)
@@ -415,4 +398,31 @@ func TestPoolForgetsDialGates(t *testing.T) {
 	if got != 0 {
 		t.Errorf("after every request ended the pool holds %d dial gates, want 0", got)
 	}
+}
+
+// serveFakeAgent serves rcvr as the RPC service name on u's system agent
+// socket in dir until the test ends, and counts the connections accepted.
+func serveFakeAgent(t *testing.T, dir string, u User, name string, rcvr any) *atomic.Int32 {
+	t.Helper()
+	srv := rpc.NewServer()
+	if err := srv.RegisterName(name, rcvr); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(dir, "agent-"+u.Name+".sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go agentrpc.ServeConn(srv, c)
+		}
+	}()
+	return &accepted
 }

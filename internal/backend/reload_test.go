@@ -2,9 +2,6 @@ package backend
 
 import (
 	"context"
-	"net"
-	"net/rpc"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -34,28 +31,11 @@ func TestPoolRepeatsCallsRefusedByReload(t *testing.T) {
 	dir := t.TempDir()
 	u := me(t)
 	a := &ReloadingAgent{Refuse: 2}
-	srv := rpc.NewServer()
-	srv.RegisterName("Session", a)
-	ln, err := net.Listen("unix", filepath.Join(dir, "agent-"+u.Name+".sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			go agentrpc.ServeConn(srv, c)
-		}
-	}()
+	accepted := serveFakeAgent(t, dir, u, "Session", a)
 	p := localPool(t, dir)
 	ctx := context.Background()
 	var s agentrpc.Session
-	_, err = p.Do(ctx, u, Once, func(c *agentrpc.Client) (err error) {
+	_, err := p.Do(ctx, u, Once, func(c *agentrpc.Client) (err error) {
 		s, err = c.Start(ctx, agentrpc.StartRequest{Argv: []string{"true"}})
 		return err
 	})
