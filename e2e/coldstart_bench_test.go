@@ -448,23 +448,29 @@ func stopAll(b *testing.B, bx *box.Box, a arrangement, users []string) {
 }
 
 // agentRSS returns the min, median and max resident memory of the running
-// agents, in KiB.
+// agents, in KiB, and the medians of its two parts: the binary's pages
+// (file-backed, shared by every agent) and each agent's own (anonymous).
 func agentRSS(b *testing.B, bx *box.Box) string {
-	out, err := bx.Run(context.Background(), "ps", "-o", "rss=", "-C", "octo-agent")
+	out, err := bx.Run(context.Background(), "sh", "-c",
+		`for p in $(pgrep -x octo-agent); do awk '/^VmRSS:/ {r = $2} /^RssAnon:/ {a = $2} /^Rss(File|Shmem):/ {f += $2} END {print r, a, f}' /proc/$p/status; done`)
 	if err != nil {
 		return "unknown (" + err.Error() + ")"
 	}
-	var kib []int
-	for _, f := range strings.Fields(out) {
-		if n, err := strconv.Atoi(f); err == nil {
-			kib = append(kib, n)
+	var rss, anon, file []int
+	for _, line := range strings.Split(out, "\n") {
+		var r, a, f int
+		if n, _ := fmt.Sscan(line, &r, &a, &f); n == 3 {
+			rss, anon, file = append(rss, r), append(anon, a), append(file, f)
 		}
 	}
-	if len(kib) == 0 {
+	if len(rss) == 0 {
 		return "no agents running"
 	}
-	slices.Sort(kib)
-	return fmt.Sprintf("%d / %d / %d over %d agents", kib[0], kib[len(kib)/2], kib[len(kib)-1], len(kib))
+	for _, s := range [][]int{rss, anon, file} {
+		slices.Sort(s)
+	}
+	return fmt.Sprintf("%d / %d / %d over %d agents (median file-backed %d, own %d)",
+		rss[0], rss[len(rss)/2], rss[len(rss)-1], len(rss), file[len(file)/2], anon[len(anon)/2])
 }
 
 func median(d []time.Duration) time.Duration {
