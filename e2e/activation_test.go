@@ -296,7 +296,7 @@ func TestInstalledUnitsUnderSystemd(t *testing.T) {
 	}
 	// The binaries are root's and execute-only for the rest: a user's agent
 	// is non-dumpable from execve on (octo-agent/dumpable_linux_test.go).
-	for _, bin := range []string{"/usr/local/bin/octo", "/usr/local/bin/octo-agent"} {
+	for _, bin := range []string{"/usr/local/bin/octo", "/usr/local/bin/octo-agent", "/usr/local/bin/octo-agent-dial"} {
 		out, err := b.Run(ctx, "stat", "-c", "%a %U:%G", bin)
 		if got, want := strings.TrimSpace(out), "711 root:root"; err != nil || got != want {
 			t.Errorf("installed %s: mode and owner %q (%v), want %q", bin, got, err, want)

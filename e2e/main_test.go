@@ -140,7 +140,7 @@ func prepareShare(dir string) error {
 			return err
 		}
 	}
-	for _, pkg := range []string{"octo", "octo-agent"} {
+	for _, pkg := range []string{"octo", "octo-agent", "octo-agent-dial"} {
 		// OCTO_E2E_BINDIR tests prebuilt binaries instead of this tree's.
 		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bin, pkg), "./"+pkg)
 		if pre := os.Getenv("OCTO_E2E_BINDIR"); pre != "" {

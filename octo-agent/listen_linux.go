@@ -4,15 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"octo/internal/unixsock"
 	"os"
 	"path/filepath"
 
 	"github.com/coreos/go-systemd/v22/activation"
+
+	"octo/internal/agentflags"
+	"octo/internal/unixsock"
 )
 
 // listen returns the socket systemd passed (LISTEN_FDS), or binds --socket.
-func listen(o *options) (ln net.Listener, activated bool, err error) {
+func listen(o *agentflags.Options) (ln net.Listener, activated bool, err error) {
 	lns, err := activation.Listeners() // called once: it unsets LISTEN_FDS
 	if err != nil {
 		return nil, false, fmt.Errorf("socket activation: %w", err)
@@ -25,7 +27,7 @@ func listen(o *options) (ln net.Listener, activated bool, err error) {
 	case len(lns) == 1:
 		return lns[0], true, nil
 	}
-	path := o.socket
+	path := o.Socket
 	if path == "" {
 		rt := os.Getenv("XDG_RUNTIME_DIR")
 		if rt == "" {
@@ -33,6 +35,6 @@ func listen(o *options) (ln net.Listener, activated bool, err error) {
 		}
 		path = filepath.Join(rt, "octo-agent.sock")
 	}
-	ln, err = unixsock.Listen(path, o.socketMode)
+	ln, err = unixsock.Listen(path, o.SocketMode)
 	return ln, false, err
 }

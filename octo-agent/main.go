@@ -8,12 +8,10 @@
 //	                 [--allow-user NAME|UID ...] [--idle-timeout DUR] [--max-sessions N]
 //	                 [--output-cap SIZE] [--output-budget SIZE] [--socket-mode OCTAL] [--user NAME] [--home DIR]
 //	octo-agent reload [--socket PATH] [--timeout DUR]
-//	octo-agent dial [serve's flags]
 //	octo-agent version
 //
-// dial is the agent Slurm places on a cluster node: it dials the control
-// plane's gateway over TLS (the job's environment says where and how to
-// prove itself) and serves the same protocol on that link.
+// The agent Slurm places on a cluster node is octo-agent-dial, a binary of
+// its own; `octo-agent dial [flags]`, its former name, runs it.
 //
 // reload (systemd's ExecReload) makes the running agent run the binary now
 // installed at its path without ending its sessions, and waits until the
@@ -26,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -33,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"octo/internal/agent"
+	"octo/internal/agentflags"
 	"octo/internal/agentrpc"
 	"octo/internal/logging"
 )
@@ -50,7 +50,7 @@ func main() {
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	log := logging.New()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent dial [flags] | octo-agent version")
+		fmt.Fprintln(os.Stderr, "usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent version")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -58,7 +58,7 @@ func main() {
 		// octo doctor reads the protocol to tell agents of another octo.
 		fmt.Printf("octo-agent %s (protocol %s)\n", agent.Version, strings.TrimSpace(agentrpc.Preamble))
 	case "serve":
-		opts, err := parseServe(os.Args[2:])
+		opts, err := agentflags.Parse(os.Args[2:])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "octo-agent serve:", err)
 			os.Exit(2)
@@ -82,19 +82,25 @@ func main() {
 		}
 	case "handover-check":
 		fmt.Println(checkLine())
-	case "dial": // placed by Slurm: dial the control plane's gateway (dial.go)
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-		defer stop()
-		if err := dialMain(ctx, os.Args[2:], log); err != nil {
-			log.Error("octo-agent dial failed", "err", err)
-			os.Exit(1)
-		}
+	case "dial":
+		err := execDial(os.Args[2:])
+		log.Error("octo-agent dial failed", "err", err)
+		os.Exit(1)
 	case "help", "-h", "--help":
-		fmt.Println("usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent dial [flags] | octo-agent version\nRun \"octo-agent serve --help\" for the flags.")
+		fmt.Println("usage: octo-agent serve [flags] | octo-agent reload [flags] | octo-agent version\nRun \"octo-agent serve --help\" for the flags.")
 	default:
 		fmt.Fprintf(os.Stderr, "octo-agent: unknown command %q; use serve, reload or version\n", os.Args[1])
 		os.Exit(2)
 	}
+}
+
+// execDial runs octo-agent-dial, installed beside this binary, in this
+// process with args: `octo-agent dial` was the Slurm agent's command before
+// it was a binary of its own, and slurm.agent_command may still say it.
+func execDial(args []string) error {
+	dial := filepath.Join(filepath.Dir(executable()), "octo-agent-dial")
+	err := syscall.Exec(dial, append([]string{dial}, args...), os.Environ())
+	return fmt.Errorf("run %s: %w (octo-agent dial is octo-agent-dial now: install it beside octo-agent, and set slurm.agent_command to it)", dial, err)
 }
 
 // procs is the agent's GOMAXPROCS unless $GOMAXPROCS says otherwise: one.

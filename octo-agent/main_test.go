@@ -271,6 +271,29 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// TestDialRunsOctoAgentDial: `octo-agent dial`, the Slurm agent's former
+// command, runs octo-agent-dial from beside the binary with the same
+// arguments; without it, it fails saying what to install and configure.
+func TestDialRunsOctoAgentDial(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "octo-agent")
+	install(t, agentBin, bin)
+	dial := filepath.Join(dir, "octo-agent-dial")
+	if err := os.WriteFile(dial, []byte("#!/bin/sh\necho \"$0 $*\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "dial", "--idle-timeout", "3s").CombinedOutput()
+	if want := dial + " --idle-timeout 3s\n"; err != nil || string(out) != want {
+		t.Errorf("octo-agent dial: %q, %v; want %q", out, err, want)
+	}
+	os.Remove(dial)
+	out, err = exec.Command(bin, "dial").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "slurm.agent_command") {
+		t.Errorf("octo-agent dial without octo-agent-dial: %v, %q; want exit 1 naming slurm.agent_command", err, out)
+	}
+}
+
 func needRoot(t *testing.T, why string) {
 	if os.Getuid() == 0 {
 		return

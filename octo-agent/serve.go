@@ -13,12 +13,12 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"octo/internal/agent"
-	"octo/internal/passwd"
+	"octo/internal/agentflags"
 )
 
 // serve runs the agent until ctx ends or it has been idle long enough.
-func serve(ctx context.Context, o *options, log *slog.Logger) error {
-	cfg, err := config(o, log)
+func serve(ctx context.Context, o *agentflags.Options, log *slog.Logger) error {
+	cfg, err := o.Config(log)
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ var failAdopt string
 
 // start returns the server and its listener: taken over from the image
 // before this one when it handed over on reload, else new.
-func start(o *options, cfg agent.Config, log *slog.Logger) (*agent.Server, net.Listener, error) {
+func start(o *agentflags.Options, cfg agent.Config, log *slog.Logger) (*agent.Server, net.Listener, error) {
 	st, handed, err := takeHandover()
 	if err != nil {
 		// The descriptors cannot be known: nothing to go back to.
@@ -92,59 +92,6 @@ func start(o *options, cfg agent.Config, log *slog.Logger) (*agent.Server, net.L
 	}
 	cfg.Reloader.(*reloader).unlink = !activated
 	return srv, ln, nil
-}
-
-// config fills the agent's config from the flags, the passwd entry and the
-// environment.
-func config(o *options, log *slog.Logger) (agent.Config, error) {
-	// One read of the user database; with no entry for the uid, the
-	// environment (as in a minimal container). The flags win.
-	pw, err := passwd.Current()
-	if err != nil {
-		pw = passwd.Entry{Name: os.Getenv("USER"), Home: os.Getenv("HOME"), Shell: os.Getenv("SHELL")}
-	}
-	if o.user != "" {
-		pw.Name = o.user
-	}
-	if o.home != "" {
-		pw.Home = o.home
-	}
-	if pw.Name == "" || pw.Home == "" {
-		return agent.Config{}, fmt.Errorf("uid %d has no passwd entry: pass --user and --home or set $USER and $HOME", os.Getuid())
-	}
-	uid, gid, name, home := uint32(os.Getuid()), uint32(os.Getgid()), pw.Name, pw.Home
-	if !filepath.IsAbs(home) {
-		return agent.Config{}, fmt.Errorf("home %q must be an absolute path", home)
-	}
-	stateDir := o.stateDir
-	if stateDir == "" {
-		stateDir = defaultStateDir(home)
-	}
-	var allow []uint32
-	for _, u := range o.allowUsers {
-		n, err := agent.LookupUID(u)
-		if err != nil {
-			return agent.Config{}, fmt.Errorf("--allow-user: %w", err)
-		}
-		allow = append(allow, n)
-	}
-	return agent.Config{
-		User: name, UID: uid, GID: gid, Home: home, Workspace: o.workspace, StateDir: stateDir,
-		AllowUIDs: allow, IdleTimeout: o.idleTimeout, MaxSessions: o.maxSessions,
-		OutputCap: o.outputCap, OutputBudget: o.outputBudget, Logger: log, Shell: pw.Shell,
-	}, nil
-}
-
-// defaultStateDir is $STATE_DIRECTORY (set by systemd's StateDirectory=),
-// else $XDG_STATE_HOME/octo-agent, else ~/.local/state/octo-agent.
-func defaultStateDir(home string) string {
-	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
-		return filepath.SplitList(d)[0]
-	}
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "octo-agent")
-	}
-	return filepath.Join(home, ".local", "state", "octo-agent")
 }
 
 // watchdog pings systemd at half the watchdog interval when WATCHDOG_USEC

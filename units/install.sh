@@ -1,5 +1,6 @@
 #!/bin/sh
-# Install octo: the octo and octo-agent binaries, the systemd units, and the
+# Install octo: the octo, octo-agent and octo-agent-dial (the agent Slurm
+# places, for the slurm backend) binaries, the systemd units, and the
 # tmpfiles.d and sysusers.d files, so that no manual useradd or mkdir is needed.
 #
 #   units/install.sh              system-wide (as root), then run
@@ -9,7 +10,7 @@
 #                                 ~/.config/systemd/user and a single-user
 #                                 ~/.config/octo/config.toml (127.0.0.1:3000)
 #   --no-binaries                 install units only; PREFIX/bin must already
-#                                 hold octo and octo-agent
+#                                 hold the binaries
 #   --upgrade                     then apply it to what runs: reload every
 #                                 running agent (its sessions keep running;
 #                                 see octo-agent reload) and restart a running
@@ -21,7 +22,7 @@
 #   DESTDIR     stage everything under this root and run nothing
 #   PREFIX      binaries go to PREFIX/bin and the units point there
 #               (default /usr/local; with --user, ~/.local)
-#   OCTO_BINDIR copy prebuilt octo and octo-agent from this directory
+#   OCTO_BINDIR copy the three prebuilt binaries from this directory
 #               instead of building them (go build, CGO_ENABLED=0)
 #   GO          the go command (default: go)
 set -eu
@@ -30,6 +31,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(dirname "$here")
 mode=system
 binaries=yes
+# commands are the binaries install_binaries builds and installs.
+commands="octo octo-agent octo-agent-dial"
 upgrade=no
 for arg in "$@"; do
 	case $arg in
@@ -82,9 +85,10 @@ install_binaries() {
 	else
 		from=$(mktemp -d)
 		trap 'rm -rf "$from"' EXIT
-		say "building octo and octo-agent in $src"
-		(cd "$src" && CGO_ENABLED=0 ${GO:-go} build -trimpath -o "$from/octo" ./octo &&
-			CGO_ENABLED=0 ${GO:-go} build -trimpath -o "$from/octo-agent" ./octo-agent)
+		say "building $commands in $src"
+		for b in $commands; do
+			(cd "$src" && CGO_ENABLED=0 ${GO:-go} build -trimpath -o "$from/$b" "./$b")
+		done
 	fi
 	# System-wide the binaries are root's and execute-only for everyone else.
 	# Security: the kernel makes a process non-dumpable from execve on when
@@ -96,9 +100,9 @@ install_binaries() {
 	if [ "$mode" = system ]; then
 		binmode=0711
 	fi
-	for b in octo octo-agent; do
+	for b in $commands; do
 		if [ ! -x "$from/$b" ]; then
-			echo "install.sh: $from/$b is missing or not executable (set OCTO_BINDIR to a directory holding octo and octo-agent, or unset it to build)" >&2
+			echo "install.sh: $from/$b is missing or not executable (set OCTO_BINDIR to a directory holding $commands, or unset it to build)" >&2
 			exit 1
 		fi
 		# Copy then rename: a running binary is replaced, never rewritten.
@@ -109,7 +113,7 @@ install_binaries() {
 		chmod "$binmode" "$DESTDIR$bindir/.$b.new"
 		mv -f "$DESTDIR$bindir/.$b.new" "$DESTDIR$bindir/$b"
 	done
-	say "installed $DESTDIR$bindir/octo and $DESTDIR$bindir/octo-agent"
+	say "installed $commands in $DESTDIR$bindir"
 }
 
 install_system() {

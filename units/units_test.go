@@ -23,12 +23,12 @@ func need(t *testing.T, tool string) {
 	}
 }
 
-// stubBinaries writes executable stand-ins for octo and octo-agent: these
+// stubBinaries writes executable stand-ins for the binaries: these
 // tests check units and the installer, not the programs.
 func stubBinaries(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, b := range []string{"octo", "octo-agent"} {
+	for _, b := range []string{"octo", "octo-agent", "octo-agent-dial"} {
 		if err := os.WriteFile(filepath.Join(dir, b), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -76,6 +76,7 @@ func TestInstallStagesEverything(t *testing.T) {
 		// Execute-only for all but root: non-dumpable from execve on.
 		{"opt/octo/bin/octo", 0o711},
 		{"opt/octo/bin/octo-agent", 0o711},
+		{"opt/octo/bin/octo-agent-dial", 0o711},
 		{"etc/systemd/system/octo.socket", 0o644},
 		{"etc/systemd/system/octo-api.socket", 0o644},
 		{"etc/systemd/system/octo.service", 0o644},
@@ -192,7 +193,7 @@ func TestUserUnitsVerify(t *testing.T) {
 		t.Errorf("user config lacks %s:\n%s", want, conf)
 	}
 	// The user's own binaries: no need to hide them from their owner.
-	for _, b := range []string{"octo", "octo-agent"} {
+	for _, b := range []string{"octo", "octo-agent", "octo-agent-dial"} {
 		path := filepath.Join(prefix, "bin", b)
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -294,7 +295,7 @@ func TestInstallBuildsBinaries(t *testing.T) {
 	if out, err := install(t, env); err != nil {
 		t.Fatalf("install.sh: %v\n%s", err, out)
 	}
-	for _, b := range []string{"octo", "octo-agent"} {
+	for _, b := range []string{"octo", "octo-agent", "octo-agent-dial"} {
 		out, err := exec.Command(filepath.Join(root, "usr/local/bin", b), "version").CombinedOutput()
 		if err != nil || len(bytes.TrimSpace(out)) == 0 {
 			t.Errorf("installed %s version: %v %q", b, err, out)

@@ -25,7 +25,6 @@ allow = ["alice", "bob"]
 [slurm]
 listen = "10.99.1.1:3443"
 advertise = "10.99.1.1:3443"
-agent_command = "/usr/local/bin/octo-agent dial"
 idle_timeout = "6s"
 launch_timeout = "1m"
 request_wait = "8s"
@@ -63,6 +62,7 @@ func startServer(t *testing.T, users ...string) *server {
 		{"cp", "-r", filepath.Join(strings.TrimSpace(string(root)), "units"), src + "/units"},
 		{"cp", bin, c.Box.Path("/root/octo-bin/octo")},
 		{"cp", c.Box.Path(slurmbox.AgentPath), c.Box.Path("/root/octo-bin/octo-agent")},
+		{"cp", c.Box.Path(slurmbox.DialPath), c.Box.Path("/root/octo-bin/octo-agent-dial")},
 	} {
 		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v %s", cmd, err, out)

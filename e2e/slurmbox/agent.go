@@ -10,37 +10,44 @@ import (
 
 var (
 	buildOnce sync.Once
-	builtBin  string
+	builtDir  string
 	buildErr  error
 )
 
-// AgentPath is where InstallAgent puts octo-agent in the box.
-const AgentPath = "/usr/local/bin/octo-agent"
+// AgentPath and DialPath are where InstallAgent puts octo-agent and
+// octo-agent-dial in the box.
+const (
+	AgentPath = "/usr/local/bin/octo-agent"
+	DialPath  = "/usr/local/bin/octo-agent-dial"
+)
 
-// InstallAgent builds octo-agent (once per test binary) and installs it
-// in the box at AgentPath, where jobs on both nodes find it.
+// InstallAgent builds octo-agent and octo-agent-dial (once per test
+// binary) and installs them in the box at AgentPath and DialPath, where
+// jobs on both nodes find them.
 func (c *Cluster) InstallAgent(t testing.TB) {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "slurmbox-agent")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "octo-agent")
-		if out, err := exec.Command("go", "build", "-o", builtBin, "octo/octo-agent").CombinedOutput(); err != nil {
-			buildErr = err
-			t.Logf("go build octo-agent: %s", out)
+		builtDir, buildErr = os.MkdirTemp("", "slurmbox-agent")
+		for _, pkg := range []string{"octo-agent", "octo-agent-dial"} {
+			if buildErr != nil {
+				return
+			}
+			var out []byte
+			if out, buildErr = exec.Command("go", "build", "-o", filepath.Join(builtDir, pkg), "octo/"+pkg).CombinedOutput(); buildErr != nil {
+				t.Logf("go build %s: %s", pkg, out)
+			}
 		}
 	})
 	if buildErr != nil {
-		t.Fatalf("build octo-agent: %v", buildErr)
+		t.Fatalf("build the agents: %v", buildErr)
 	}
-	data, err := os.ReadFile(builtBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.Box.Path(AgentPath), data, 0o755); err != nil {
-		t.Fatal(err)
+	for _, path := range []string{AgentPath, DialPath} {
+		data, err := os.ReadFile(filepath.Join(builtDir, filepath.Base(path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(c.Box.Path(path), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

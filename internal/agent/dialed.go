@@ -8,7 +8,7 @@ import (
 
 // Credentialed is a connection that carries its peer's identity itself
 // instead of the kernel's SO_PEERCRED: a link the agent dialed out to a
-// control plane it verified (octo-agent dial). Only the agent's own code
+// control plane it verified (octo-agent-dial). Only the agent's own code
 // builds such connections; a listener's Accept never yields one by itself.
 type Credentialed interface {
 	net.Conn

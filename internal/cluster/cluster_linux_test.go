@@ -36,7 +36,7 @@ var discard = slog.New(slog.DiscardHandler)
 func startControlPlaneTB(t testing.TB, c *slurmbox.Cluster) *controlPlane {
 	return startControlPlane(t, c, t.TempDir(), slurmbox.CtlAddr+":0", func(cfg *cluster.Config) {
 		cfg.Log = discard
-		cfg.Spec.Agent = slurmbox.AgentPath + " dial --idle-timeout 10m"
+		cfg.Spec.Agent = slurmbox.DialPath + " --idle-timeout 10m"
 	})
 }
 
@@ -46,7 +46,7 @@ func startControlPlane(t testing.TB, c *slurmbox.Cluster, caDir, addr string, tw
 	cfg := cluster.Config{
 		Gateway: g.Gateway, Advertise: g.Addr, Queue: c.Runner(""),
 		AsUser:        func(u backend.User, env map[string]string) slurm.Runner { return c.RunnerEnv(u.Name, env) },
-		Spec:          slurm.Spec{Agent: slurmbox.AgentPath + " dial --idle-timeout 4s", TimeLimit: 5 * time.Minute},
+		Spec:          slurm.Spec{Agent: slurmbox.DialPath + " --idle-timeout 4s", TimeLimit: 5 * time.Minute},
 		LaunchTimeout: time.Minute, RequestWait: 30 * time.Second,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}

@@ -23,7 +23,7 @@ type Slurm struct {
 	Advertise string `toml:"advertise"`
 	CACert    string `toml:"ca_cert"` // "" = state_dir/gateway-ca.pem
 	CAKey     string `toml:"ca_key"`  // "" = state_dir/gateway-ca.key
-	// AgentCommand runs in the job (on the node): octo-agent dial.
+	// AgentCommand runs in the job (on the node): octo-agent-dial.
 	AgentCommand string `toml:"agent_command"`
 	// IdleTimeout is the agent's --idle-timeout: its job ends that long
 	// after its last request, with no session running.
@@ -45,7 +45,7 @@ type Slurm struct {
 func defaultSlurm() Slurm {
 	return Slurm{
 		Listen:        "0.0.0.0:3443",
-		AgentCommand:  "/usr/local/bin/octo-agent dial",
+		AgentCommand:  "/usr/local/bin/octo-agent-dial",
 		IdleTimeout:   Duration{15 * time.Minute},
 		LaunchTimeout: Duration{5 * time.Minute},
 		RequestWait:   Duration{30 * time.Second},
@@ -80,7 +80,7 @@ func (s Slurm) validate() error {
 		}
 	}
 	if f := strings.Fields(s.AgentCommand); len(f) == 0 || !filepath.IsAbs(f[0]) {
-		return keyError("slurm.agent_command", "%q must start with the absolute path of octo-agent on the nodes", s.AgentCommand)
+		return keyError("slurm.agent_command", "%q must start with the absolute path of octo-agent-dial on the nodes", s.AgentCommand)
 	}
 	for _, d := range []struct {
 		key string

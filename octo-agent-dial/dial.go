@@ -14,20 +14,20 @@ import (
 	"time"
 
 	"octo/internal/agent"
+	"octo/internal/agentflags"
 	"octo/internal/gateway"
 	"octo/internal/peercred"
 	"octo/internal/slurm"
 )
 
-// dialMain runs `octo-agent dial [serve flags]`: the agent placed by Slurm
-// on a cluster node. Instead of listening, it dials the control plane's
+// dialMain runs the agent placed by Slurm on a cluster node. Instead of listening, it dials the control plane's
 // gateway (address, launch, token and CA fingerprint from the job's
 // environment) over TLS, proves itself, and serves the agent protocol on
 // that link, the control plane being the client. It exits when the link
 // has carried no request for the idle timeout and no session runs, which
 // ends the job.
 func dialMain(ctx context.Context, args []string, log *slog.Logger) error {
-	o, err := parseServe(args)
+	o, err := agentflags.Parse(args)
 	if err != nil {
 		return err
 	}
@@ -35,12 +35,12 @@ func dialMain(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if o.stateDir == "" {
+	if o.StateDir == "" {
 		// The user's local agent (which submitted this job) holds the
 		// default state dir on the shared home.
-		o.stateDir = filepath.Join(stateHome(), "octo-agent-slurm")
+		o.StateDir = filepath.Join(stateHome(), "octo-agent-slurm")
 	}
-	cfg, err := config(o, log)
+	cfg, err := o.Config(log)
 	if err != nil {
 		return err
 	}
@@ -51,10 +51,10 @@ func dialMain(ctx context.Context, args []string, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ln := newDialListener(ctx, d, log)
-	if o.idleTimeout > 0 {
-		go ln.watchIdle(ctx, o.idleTimeout, func() bool { return srv.Info().RunningSessions == 0 }, cancel)
+	if o.IdleTimeout > 0 {
+		go ln.watchIdle(ctx, o.IdleTimeout, func() bool { return srv.Info().RunningSessions == 0 }, cancel)
 	}
-	log.Info("octo-agent dialing the gateway", "gateway", d.Addr, "launch", d.LaunchID)
+	log.Info("octo-agent-dial dialing the gateway", "gateway", d.Addr, "launch", d.LaunchID)
 	err = srv.Run(ctx, ln)
 	if err == nil {
 		log.Info("octo-agent stopped")
@@ -100,10 +100,10 @@ func stateHome() string {
 func dialerFromEnv(getenv func(string) string) (*gateway.Dialer, error) {
 	d := &gateway.Dialer{Addr: getenv(slurm.EnvGateway), LaunchID: getenv(slurm.EnvLaunch),
 		Token: getenv(slurm.EnvToken), CASHA256: getenv(slurm.EnvCASHA256)}
-	for name, v := range map[string]string{slurm.EnvGateway: d.Addr, slurm.EnvLaunch: d.LaunchID,
-		slurm.EnvToken: d.Token, slurm.EnvCASHA256: d.CASHA256} {
-		if v == "" {
-			return nil, fmt.Errorf("$%s is not set: octo-agent dial runs in a job octo submitted", name)
+	for _, v := range []struct{ name, value string }{{slurm.EnvGateway, d.Addr}, {slurm.EnvLaunch, d.LaunchID},
+		{slurm.EnvToken, d.Token}, {slurm.EnvCASHA256, d.CASHA256}} {
+		if v.value == "" {
+			return nil, fmt.Errorf("$%s is not set: octo-agent-dial runs in a Slurm job octo submitted", v.name)
 		}
 	}
 	d.Munge = func(ctx context.Context) ([]byte, error) {

@@ -13,7 +13,7 @@ import (
 	"octo/internal/slurm"
 )
 
-// TestDialOut runs `octo-agent dial` as alice's Slurm job on the real
+// TestDialOut runs octo-agent-dial as alice's Slurm job on the real
 // cluster: it dials the gateway, is admitted, and serves the agent
 // protocol on the link (the test being the control plane): Info says
 // alice, a session runs on the job's node as alice, a written file is
@@ -23,16 +23,16 @@ func TestDialOut(t *testing.T) {
 	g := slurmbox.StartGateway(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	bin, err := os.ReadFile(agentBin)
+	bin, err := os.ReadFile(dialBin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(c.Box.Path("/usr/local/bin/octo-agent"), bin, 0o755); err != nil {
+	if err := os.WriteFile(c.Box.Path("/usr/local/bin/octo-agent-dial"), bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 
 	launch, token := g.NewLaunch("alice", g.UIDs["alice"])
-	args, err := slurm.SbatchArgs(slurm.Spec{LaunchID: launch.ID, Agent: "/usr/local/bin/octo-agent dial --idle-timeout 3s"})
+	args, err := slurm.SbatchArgs(slurm.Spec{LaunchID: launch.ID, Agent: "/usr/local/bin/octo-agent-dial --idle-timeout 3s"})
 	if err != nil {
 		t.Fatal(err)
 	}
