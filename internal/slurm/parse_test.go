@@ -9,19 +9,19 @@ import (
 )
 
 func TestSbatchArgs(t *testing.T) {
-	args, err := SbatchArgs(Spec{LaunchID: "abc-1", Agent: "/usr/bin/octo-agent dial", Partition: "p",
+	args, err := SbatchArgs(Spec{LaunchID: "abc-1", Agent: "/usr/bin/octo-agent-dial", Partition: "p",
 		Account: "acct", TimeLimit: 90 * time.Second, Extra: []string{"--mem=1G"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"--parsable", "--job-name=octo-agent", "--dependency=singleton",
 		"--comment=octo-launch:abc-1", "--no-requeue", "--partition=p", "--account=acct", "--time=2", "--mem=1G",
-		"--wrap=exec /usr/bin/octo-agent dial"} {
+		"--wrap=exec /usr/bin/octo-agent-dial"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("sbatch args %q lack %q", args, want)
 		}
 	}
-	if args[len(args)-1] != "--wrap=exec /usr/bin/octo-agent dial" {
+	if args[len(args)-1] != "--wrap=exec /usr/bin/octo-agent-dial" {
 		t.Errorf("last arg = %q, want the --wrap", args[len(args)-1])
 	}
 	if _, err := SbatchArgs(Spec{LaunchID: strings.Repeat("Az9_-", 12) + "abcd", Agent: "a"}); err != nil {
