@@ -34,7 +34,9 @@ import (
 //
 // It reports one cold request (median over OCTO_BENCH_SINGLES users), then
 // bursts of OCTO_BENCH_SMALL and OCTO_BENCH_USERS users' first requests, 8 at
-// a time (wall time, p50, p99), and the resident memory of idle agents.
+// a time (wall time, p50, p99), each OCTO_BENCH_ROUNDS times (a burst's wall
+// varies by about 10% from one to the next), and the resident memory of
+// idle agents.
 // Run it with bench/coldstart.sh; it ignores b.N (use -benchtime 1x).
 func BenchmarkColdStart(b *testing.B) {
 	bx := setup(b)
@@ -42,6 +44,7 @@ func BenchmarkColdStart(b *testing.B) {
 	singles := envInt(b, "OCTO_BENCH_SINGLES", 15)
 	small := envInt(b, "OCTO_BENCH_SMALL", 300)
 	big := envInt(b, "OCTO_BENCH_USERS", 1000)
+	rounds := max(1, envInt(b, "OCTO_BENCH_ROUNDS", 2))
 	const conc = 8
 
 	users := make([]string, singles+small+big)
@@ -109,35 +112,46 @@ func BenchmarkColdStart(b *testing.B) {
 		rest = rest[n:]
 		bursts := make([]burstResult, len(arr))
 		var rss string
-		// The arrangements take turns, each starting first in one burst.
-		for i := range arr {
-			k := (i + n) % len(arr)
-			a := arr[k]
-			before := cpuUsage(b, bx, a)
-			bursts[k] = burst(ctx, a, group, conc)
-			bursts[k].cpu = cpuUsage(b, bx, a).minus(before, n)
-			if a.name == "octo" {
-				rss = agentRSS(b, bx)
+		// The arrangements take turns, a different one starting each
+		// round; the same users' agents start again each round (their
+		// state dirs made in the first: the next day's first request).
+		for r := range rounds {
+			round := make([]burstResult, len(arr))
+			for i := range arr {
+				k := (i + n + r) % len(arr)
+				a := arr[k]
+				before := cpuUsage(b, bx, a)
+				round[k] = burst(ctx, a, group, conc)
+				round[k].cpu = cpuUsage(b, bx, a).minus(before, n)
+				if a.name == "octo" {
+					rss = agentRSS(b, bx)
+				}
+				stopAll(b, bx, a, group)
+				// systemd cleans up stopped units' cgroups after the stop
+				// returns: let that finish before the next burst's CPU count.
+				time.Sleep(3 * time.Second)
 			}
-			stopAll(b, bx, a, group)
-			// systemd cleans up stopped units' cgroups after the stop
-			// returns: let that finish before the next burst's CPU count.
-			time.Sleep(3 * time.Second)
+			b.Logf("%-32s %14v %14v %14v   octo/sandboxed %.2f, octo/floor %.2f", fmt.Sprintf("%d users, %d at a time: round %d", n, conc, r+1),
+				round[0].wall.Round(time.Millisecond), round[1].wall.Round(time.Millisecond), round[2].wall.Round(time.Millisecond),
+				ratio(round[2].wall, round[1].wall), ratio(round[2].wall, round[0].wall))
+			for k := range bursts {
+				bursts[k].add(round[k], rounds)
+			}
 		}
-		b.Logf("%-32s %14v %14v %14v   octo/sandboxed %.2f, octo/floor %.2f", fmt.Sprintf("%d users, %d at a time: wall", n, conc),
+		b.Logf("%-32s %14v %14v %14v   octo/sandboxed %.2f, octo/floor %.2f", fmt.Sprintf("  wall, all %d rounds", rounds),
 			bursts[0].wall.Round(time.Millisecond), bursts[1].wall.Round(time.Millisecond), bursts[2].wall.Round(time.Millisecond),
 			ratio(bursts[2].wall, bursts[1].wall), ratio(bursts[2].wall, bursts[0].wall))
 		b.Logf("%-32s %14s %14s %14s", "  p50 / p99 (ms)", bursts[0].pct(), bursts[1].pct(), bursts[2].pct())
 		b.Logf("%-32s %14d %14d %14d", "  failed", bursts[0].failed, bursts[1].failed, bursts[2].failed)
-		b.Logf("  CPU per first request, µs:")
+		b.Logf("  CPU per first request, µs (mean of the rounds):")
 		for _, part := range cpuParts {
 			b.Logf("    %-28s %14d %14d %14d", part.name, bursts[0].cpu[part.name], bursts[1].cpu[part.name], bursts[2].cpu[part.name])
 		}
-		b.Logf("  idle agents' RSS after the burst, KiB (min/median/max): %s", rss)
+		b.Logf("  idle agents' RSS after the last burst, KiB (min/median/max): %s", rss)
 		b.ReportMetric(ratio(bursts[2].wall, bursts[1].wall), fmt.Sprintf("burst%d-x-sandboxed", n))
 		for k, r := range bursts {
 			if r.failed > 0 {
-				b.Errorf("%s: %d of %d first requests failed; first error: %v", arr[k].name, r.failed, n, r.err)
+				b.Errorf("%s: %d of %d first requests failed; first error: %v", arr[k].name, r.failed, n*rounds, r.err)
 			}
 		}
 	}
@@ -386,6 +400,23 @@ type burstResult struct {
 	err    error
 }
 
+// add adds o, one of rounds bursts, to r: walls and latencies add up,
+// the CPU per request is the rounds' mean.
+func (r *burstResult) add(o burstResult, rounds int) {
+	r.wall += o.wall
+	r.lat = append(r.lat, o.lat...)
+	r.failed += o.failed
+	if r.err == nil {
+		r.err = o.err
+	}
+	if r.cpu == nil {
+		r.cpu = cpuTimes{}
+	}
+	for k, v := range o.cpu {
+		r.cpu[k] += v / int64(rounds)
+	}
+}
+
 func (r burstResult) pct() string {
 	if len(r.lat) == 0 {
 		return "-"
@@ -469,7 +500,7 @@ func agentRSS(b *testing.B, bx *box.Box) string {
 	for _, s := range [][]int{rss, anon, file} {
 		slices.Sort(s)
 	}
-	return fmt.Sprintf("%d / %d / %d over %d agents (median file-backed %d, own %d)",
+	return fmt.Sprintf("%d / %d / %d over %d agents (median: the binary's shared pages %d, its own %d)",
 		rss[0], rss[len(rss)/2], rss[len(rss)-1], len(rss), file[len(file)/2], anon[len(anon)/2])
 }
 
