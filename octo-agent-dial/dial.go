@@ -20,10 +20,11 @@ import (
 	"octo/internal/slurm"
 )
 
-// dialMain runs the agent placed by Slurm on a cluster node. Instead of listening, it dials the control plane's
-// gateway (address, launch, token and CA fingerprint from the job's
-// environment) over TLS, proves itself, and serves the agent protocol on
-// that link, the control plane being the client. It exits when the link
+// dialMain runs the agent placed by Slurm on a cluster node. Instead of
+// listening, it dials the control plane's gateway (address, launch, token
+// and CA fingerprint from the job's environment) over TLS, proves itself,
+// and serves the agent protocol on that link, the control plane being the
+// client. It exits when the link
 // has carried no request for the idle timeout and no session runs, which
 // ends the job.
 func dialMain(ctx context.Context, args []string, log *slog.Logger) error {
