@@ -21,7 +21,7 @@ import (
 )
 
 // BenchmarkColdStart measures a user's first request of the day: the agent
-// is not running, and systemd starts it from its socket. Three arrangements
+// is not running, and systemd starts it from its socket. Four arrangements
 // run side by side in one box, each on its own socket per user:
 //
 //   - floor: a trivial socket-activated Go HTTP service (bench/floor) on a
@@ -29,6 +29,8 @@ import (
 //   - sandboxed: the same service under the agent unit's sandboxing lines
 //     (NoNewPrivileges= through SystemCallFilter=, copied from the installed
 //     octo-agent@.service);
+//   - + limits: the sandboxed floor with the agent unit's per-user limits
+//     too (TasksMax= through IOWeight=), which octo must carry;
 //   - octo: GET /api/v1/status through the control plane (running, warm) to
 //     the user's agent, which systemd starts.
 //
@@ -53,35 +55,39 @@ func BenchmarkColdStart(b *testing.B) {
 	}
 	start := time.Now()
 	sandbox := installFloor(b, bx)
-	installFloorUnits(b, bx, map[string][]string{"octo-floor": nil, "octo-floorsb": sandbox})
-	admin := coldStartUsers(b, bx, users, "octo-floor", "octo-floorsb", "octo-agent")
+	installFloorUnits(b, bx, map[string][]string{"octo-floor": nil, "octo-floorsb": sandbox,
+		"octo-floorlim": append(slices.Clone(sandbox), resourceLines...)})
+	admin := coldStartUsers(b, bx, users, "octo-floor", "octo-floorsb", "octo-floorlim", "octo-agent")
 	b.Logf("setup: %d users, their sockets and the floor units in %v", len(users), time.Since(start).Round(time.Millisecond))
 
 	arr := []arrangement{
 		{name: "floor", unit: "octo-floor@%s.service", slice: `system-octo\x2dfloor.slice`, req: floorRequest(bx, "/run/octo-floor/%s.sock")},
 		{name: "sandboxed", unit: "octo-floorsb@%s.service", slice: `system-octo\x2dfloorsb.slice`, req: floorRequest(bx, "/run/octo-floorsb/%s.sock")},
+		{name: "+limits", unit: "octo-floorlim@%s.service", slice: `system-octo\x2dfloorlim.slice`, req: floorRequest(bx, "/run/octo-floorlim/%s.sock")},
 		{name: "octo", unit: "octo-agent@%s.service", slice: `system-octo\x2dagent.slice`, req: octoRequest(bx, admin)},
 	}
+	const fl, sb, lim, oc = 0, 1, 2, 3 // arr's indexes
 	// The control plane is warm, as it is during a day.
-	if err := arr[2].req(ctx, "alice"); err != nil {
+	if err := arr[oc].req(ctx, "alice"); err != nil {
 		b.Fatalf("warm-up: %v", err)
 	}
 
 	// One cold request each, the arrangements taking turns user by user so
-	// that the machine's noise falls on all three alike: the floor first,
-	// then the sandboxed floor and octo, in one order and then the other. A
-	// sandboxed start measured 6-8 ms faster right after a bare one than
-	// after another sandboxed one (a copy of the same unit, in
-	// BenchmarkSandboxDirectives), so each of the two must follow the floor
-	// as often as the other; rotating all three put octo after the floor
-	// half as often as the sandboxed floor.
+	// that the machine's noise falls on all alike: the floor first, then the
+	// others, rotated and reversed in turn. A sandboxed start measured 6-8
+	// ms faster right after a bare one than after another sandboxed one (a
+	// copy of the same unit, in BenchmarkSandboxDirectives), so each must
+	// follow the floor as often as the others.
 	one := make([][]time.Duration, len(arr))
 	for i, u := range users[:singles] {
-		for k := range arr {
-			j := k
-			if i%2 == 1 && k > 0 {
-				j = len(arr) - k
-			}
+		order := []int{fl}
+		for k := range len(arr) - 1 {
+			order = append(order, 1+(k+i)%(len(arr)-1))
+		}
+		if (i/(len(arr)-1))%2 == 1 {
+			slices.Reverse(order[1:])
+		}
+		for _, j := range order {
 			settle()
 			t0 := time.Now()
 			if err := arr[j].req(ctx, u); err != nil {
@@ -100,11 +106,14 @@ func BenchmarkColdStart(b *testing.B) {
 	}
 	out, _ := bx.Run(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", "octo.service", "-n", "5")
 	b.Logf("octo.service's last lines:\n%s", out)
-	b.Logf("%-32s %14s %14s %14s", "", "floor", "sandboxed", "octo")
-	b.Logf("%-32s %14v %14v %14v   octo/sandboxed %.2f, octo/floor %.2f", fmt.Sprintf("one cold request, median of %d", singles),
-		median(one[0]), median(one[1]), median(one[2]),
-		ratio(median(one[2]), median(one[1])), ratio(median(one[2]), median(one[0])))
-	b.ReportMetric(ratio(median(one[2]), median(one[1])), "cold-x-sandboxed")
+	b.Logf("%-32s %14s %14s %14s %14s", "", "floor", "sandboxed", "+ limits", "octo")
+	walls := func(label string, d [4]time.Duration) {
+		b.Logf("%-32s %14v %14v %14v %14v   octo/sandboxed %.2f, octo/+limits %.2f, octo/floor %.2f", label,
+			d[fl], d[sb], d[lim], d[oc], ratio(d[oc], d[sb]), ratio(d[oc], d[lim]), ratio(d[oc], d[fl]))
+	}
+	walls(fmt.Sprintf("one cold request, median of %d", singles), [4]time.Duration{median(one[fl]), median(one[sb]), median(one[lim]), median(one[oc])})
+	b.ReportMetric(ratio(median(one[oc]), median(one[sb])), "cold-x-sandboxed")
+	b.ReportMetric(ratio(median(one[oc]), median(one[lim])), "cold-x-limits")
 
 	rest := users[singles:]
 	for _, n := range []int{small, big} {
@@ -131,24 +140,22 @@ func BenchmarkColdStart(b *testing.B) {
 				// returns: let that finish before the next burst's CPU count.
 				time.Sleep(3 * time.Second)
 			}
-			b.Logf("%-32s %14v %14v %14v   octo/sandboxed %.2f, octo/floor %.2f", fmt.Sprintf("%d users, %d at a time: round %d", n, conc, r+1),
-				round[0].wall.Round(time.Millisecond), round[1].wall.Round(time.Millisecond), round[2].wall.Round(time.Millisecond),
-				ratio(round[2].wall, round[1].wall), ratio(round[2].wall, round[0].wall))
+			walls(fmt.Sprintf("%d users, %d at a time: round %d", n, conc, r+1), wallsOf(round))
 			for k := range bursts {
 				bursts[k].add(round[k], rounds)
 			}
 		}
-		b.Logf("%-32s %14v %14v %14v   octo/sandboxed %.2f, octo/floor %.2f", fmt.Sprintf("  wall, all %d rounds", rounds),
-			bursts[0].wall.Round(time.Millisecond), bursts[1].wall.Round(time.Millisecond), bursts[2].wall.Round(time.Millisecond),
-			ratio(bursts[2].wall, bursts[1].wall), ratio(bursts[2].wall, bursts[0].wall))
-		b.Logf("%-32s %14s %14s %14s", "  p50 / p99 (ms)", bursts[0].pct(), bursts[1].pct(), bursts[2].pct())
-		b.Logf("%-32s %14d %14d %14d", "  failed", bursts[0].failed, bursts[1].failed, bursts[2].failed)
+		walls(fmt.Sprintf("  wall, all %d rounds", rounds), wallsOf(bursts))
+		b.Logf("%-32s %14s %14s %14s %14s", "  p50 / p99 (ms)", bursts[fl].pct(), bursts[sb].pct(), bursts[lim].pct(), bursts[oc].pct())
+		b.Logf("%-32s %14d %14d %14d %14d", "  failed", bursts[fl].failed, bursts[sb].failed, bursts[lim].failed, bursts[oc].failed)
 		b.Logf("  CPU per first request, µs (mean of the rounds):")
 		for _, part := range cpuParts {
-			b.Logf("    %-28s %14d %14d %14d", part.name, bursts[0].cpu[part.name], bursts[1].cpu[part.name], bursts[2].cpu[part.name])
+			name := part.name
+			b.Logf("    %-28s %14d %14d %14d %14d", name, bursts[fl].cpu[name], bursts[sb].cpu[name], bursts[lim].cpu[name], bursts[oc].cpu[name])
 		}
 		b.Logf("  idle agents' RSS after the last burst, KiB (min/median/max): %s", rss)
-		b.ReportMetric(ratio(bursts[2].wall, bursts[1].wall), fmt.Sprintf("burst%d-x-sandboxed", n))
+		b.ReportMetric(ratio(bursts[oc].wall, bursts[sb].wall), fmt.Sprintf("burst%d-x-sandboxed", n))
+		b.ReportMetric(ratio(bursts[oc].wall, bursts[lim].wall), fmt.Sprintf("burst%d-x-limits", n))
 		for k, r := range bursts {
 			if r.failed > 0 {
 				b.Errorf("%s: %d of %d first requests failed; first error: %v", arr[k].name, r.failed, n*rounds, r.err)
@@ -415,6 +422,14 @@ func (r *burstResult) add(o burstResult, rounds int) {
 	for k, v := range o.cpu {
 		r.cpu[k] += v / int64(rounds)
 	}
+}
+
+// wallsOf returns the four arrangements' wall times, to the millisecond.
+func wallsOf(r []burstResult) (d [4]time.Duration) {
+	for k := range d {
+		d[k] = r[k].wall.Round(time.Millisecond)
+	}
+	return d
 }
 
 func (r burstResult) pct() string {
