@@ -54,9 +54,9 @@ func BenchmarkColdStart(b *testing.B) {
 		users[i] = fmt.Sprintf("cs%05d", i)
 	}
 	start := time.Now()
-	sandbox := installFloor(b, bx)
+	sandbox, limits := installFloor(b, bx)
 	installFloorUnits(b, bx, map[string][]string{"octo-floor": nil, "octo-floorsb": sandbox,
-		"octo-floorlim": append(slices.Clone(sandbox), resourceLines...)})
+		"octo-floorlim": append(slices.Clone(sandbox), limits...)})
 	admin := coldStartUsers(b, bx, users, "octo-floor", "octo-floorsb", "octo-floorlim", "octo-agent")
 	b.Logf("setup: %d users, their sockets and the floor units in %v", len(users), time.Since(start).Round(time.Millisecond))
 
@@ -249,9 +249,12 @@ ExecStart=/usr/local/bin/octo-floor
 EOF
 `
 
-// installFloor builds bench/floor into the box and returns the sandboxing
-// lines of the installed octo-agent@.service.
-func installFloor(b *testing.B, bx *box.Box) (sandbox []string) {
+// installFloor builds bench/floor into the box and returns two runs of lines
+// of the installed octo-agent@.service: its sandbox (NoNewPrivileges=
+// through SystemCallFilter=) and its per-user limits (TasksMax= through
+// IOWeight=, issue 11's fairness), which a floor may carry to compare like
+// with like.
+func installFloor(b *testing.B, bx *box.Box) (sandbox, limits []string) {
 	bin := filepath.Join(bx.Share(), "bin", "octo-floor")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./bench/floor")
 	cmd.Dir = ".."
@@ -263,14 +266,15 @@ func installFloor(b *testing.B, bx *box.Box) (sandbox []string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sandbox = sandboxLines(string(unit))
-	if len(sandbox) == 0 || !strings.HasPrefix(sandbox[len(sandbox)-1], "SystemCallFilter=") {
-		b.Fatalf("no sandboxing lines found in the installed octo-agent@.service:\n%s", unit)
+	sandbox = unitLines(string(unit), "NoNewPrivileges=", "SystemCallFilter=")
+	limits = unitLines(string(unit), "TasksMax=", "IOWeight=")
+	if len(sandbox) == 0 || len(limits) == 0 {
+		b.Fatalf("no sandboxing or limit lines found in the installed octo-agent@.service:\n%s", unit)
 	}
 	if out, err := bx.Run(context.Background(), "install", "-m", "0755", box.Inside+"/bin/octo-floor", "/usr/local/bin/octo-floor"); err != nil {
 		b.Fatalf("install floor: %v\n%s", err, out)
 	}
-	return sandbox
+	return sandbox, limits
 }
 
 // installFloorUnits installs a template socket and service for the floor
@@ -291,23 +295,21 @@ func installFloorUnits(b *testing.B, bx *box.Box, units map[string][]string) {
 	}
 }
 
-// sandboxLines returns the unit's lines from NoNewPrivileges= through
-// SystemCallFilter=, without comments.
-func sandboxLines(unit string) []string {
+// unitLines returns the unit's lines from the one starting with first
+// through the one starting with last, without comments; nil if last does
+// not follow first.
+func unitLines(unit, first, last string) []string {
 	var out []string
-	in := false
 	for _, l := range strings.Split(unit, "\n") {
-		if strings.HasPrefix(l, "NoNewPrivileges=") {
-			in = true
+		if len(out) == 0 && !strings.HasPrefix(l, first) || l == "" || strings.HasPrefix(l, "#") {
+			continue
 		}
-		if in && l != "" && !strings.HasPrefix(l, "#") {
-			out = append(out, l)
-		}
-		if strings.HasPrefix(l, "SystemCallFilter=") {
-			break
+		out = append(out, l)
+		if strings.HasPrefix(l, last) {
+			return out
 		}
 	}
-	return out
+	return nil
 }
 
 // coldStartUsers adds users to the box (straight into /etc/passwd and

@@ -26,7 +26,7 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 	bx := setup(b)
 	ctx := context.Background()
 	starts := envInt(b, "OCTO_BENCH_STARTS", 10)
-	sandbox := installFloor(b, bx)
+	sandbox, limits := installFloor(b, bx)
 
 	type variant struct {
 		label, name string
@@ -52,7 +52,7 @@ func BenchmarkSandboxDirectives(b *testing.B) {
 		{"StateDirectory=octo-floor/%i", "StateDirectoryMode=0700"},
 		{"WorkingDirectory=~"},
 		{"KillMode=control-group", "TimeoutStopSec=15s"},
-		resourceLines,
+		limits,
 	} {
 		with := fmt.Sprintf("octo-fx%02d", k)
 		units[with] = append(slices.Clone(sandbox), extra...)
@@ -119,7 +119,3 @@ func trim(s string, n int) string {
 	}
 	return s[:n-1] + "…"
 }
-
-// resourceLines are octo-agent@.service's per-user limits (issue 11's
-// fairness), which a floor may carry to compare like with like.
-var resourceLines = []string{"TasksMax=4096", "MemoryHigh=20%", "MemoryMax=25%", "MemorySwapMax=0", "OOMPolicy=continue", "CPUWeight=100", "IOWeight=100"}
