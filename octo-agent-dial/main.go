@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"octo/internal/agent"
+	"octo/internal/agentflags"
 	"octo/internal/agentrpc"
 	"octo/internal/logging"
 )
@@ -42,7 +43,7 @@ func main() {
 			fmt.Println("usage: octo-agent-dial [flags] | octo-agent-dial version\nIt runs in a Slurm job octo submitted; the flags are octo-agent serve's (octo-agent-dial --flags lists them).")
 			return
 		case "--flags":
-			os.Args[1] = "--help"
+			agentflags.Parse([]string{"--help"}) // prints them and exits
 		}
 	}
 	log := logging.New()
