@@ -1,7 +1,8 @@
 #!/bin/sh
 # The first request of the day: a user's cold request through octo against
-# the activation floor (a trivial socket-activated Go service, bare and under
-# the agent's sandboxing lines), side by side in one booted systemd (the e2e
+# the activation floor (a trivial socket-activated Go service: bare, under
+# the agent's sandboxing lines, and under those and its per-user limits),
+# side by side in one booted systemd (the e2e
 # box). Needs root and what .ci/setup-e2e.sh installs.
 #
 #   bench/coldstart.sh [USERS] [SMALL] [SINGLES] [ROUNDS]
