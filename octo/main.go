@@ -11,6 +11,7 @@
 //	octo check-config [PATH | --config PATH]
 //	octo doctor [--config PATH] [--user NAME]...
 //	octo reload PID
+//	octo agent-slices DIR    (systemd generator; see units/README.md)
 //	octo version
 //	octo run|attach|ps|logs|stop|signal|rm|cp|ls ...   (the API's client; octo help lists them)
 package main
@@ -89,6 +90,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return reloadCmd(rest)
 	case "doctor":
 		return doctorCmd(ctx, rest)
+	case "agent-slices":
+		return agentSlicesCmd(rest)
 	case "version", "--version":
 		fmt.Println("octo", version)
 		return nil

@@ -69,12 +69,13 @@ bindir=$PREFIX/bin
 
 say() { echo "install.sh: $*"; }
 
-# put_unit SRC DSTDIR: install a unit file with ExecStart pointing at bindir.
+# put_unit SRC DSTDIR [MODE]: install a unit file (mode 0644, or MODE) with
+# ExecStart pointing at bindir.
 put_unit() {
 	mkdir -p "$2"
 	tmp=$(mktemp "$2/.octo-install.XXXXXX")
 	sed "s|/usr/local/bin/|$bindir/|g" "$1" >"$tmp"
-	chmod 0644 "$tmp"
+	chmod "${3:-0644}" "$tmp"
 	mv -f "$tmp" "$2/$(basename "$1")"
 }
 
@@ -119,6 +120,8 @@ install_binaries() {
 install_system() {
 	for u in "$here"/system/*; do put_unit "$u" "$DESTDIR/etc/systemd/system"; done
 	for u in "$here"/user/*; do put_unit "$u" "$DESTDIR/etc/systemd/user"; done
+	# The generator that spreads the agents over slices (units/README.md).
+	put_unit "$here/system-generators/octo-agent-slices" "$DESTDIR/etc/systemd/system-generators" 0755
 	mkdir -p "$DESTDIR/etc/tmpfiles.d" "$DESTDIR/etc/sysusers.d"
 	cp "$here/tmpfiles.d/octo.conf" "$DESTDIR/etc/tmpfiles.d/octo.conf"
 	cp "$here/sysusers.d/octo.conf" "$DESTDIR/etc/sysusers.d/octo.conf"

@@ -82,6 +82,7 @@ func TestInstallStagesEverything(t *testing.T) {
 		{"etc/systemd/system/octo.service", 0o644},
 		{"etc/systemd/system/octo-agent@.socket", 0o644},
 		{"etc/systemd/system/octo-agent@.service", 0o644},
+		{"etc/systemd/system-generators/octo-agent-slices", 0o755},
 		{"etc/systemd/user/octo-user.socket", 0o644},
 		{"etc/systemd/user/octo-user.service", 0o644},
 		{"etc/systemd/user/octo.socket", 0o644},
@@ -109,6 +110,7 @@ func TestInstallStagesEverything(t *testing.T) {
 		{"etc/systemd/user/octo-user.service", "ExecStart=/opt/octo/bin/octo-agent serve\n"},
 		{"etc/systemd/system/octo-agent@.service", "ExecReload=/opt/octo/bin/octo-agent reload --socket /run/octo/agent-%i.sock\n"},
 		{"etc/systemd/user/octo-user.service", "ExecReload=/opt/octo/bin/octo-agent reload\n"},
+		{"etc/systemd/system-generators/octo-agent-slices", "exec /opt/octo/bin/octo agent-slices \"$@\"\n"},
 	} {
 		data, err := os.ReadFile(filepath.Join(root, tc.unit))
 		if err != nil {

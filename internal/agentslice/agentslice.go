@@ -1,0 +1,125 @@
+// Package agentslice spreads the users' agent units over a fixed set of
+// systemd slices, so that starting one user's agent costs systemd work in
+// proportion to a few users' units rather than to every user's.
+//
+// Why: when systemd 252 starts a unit, it walks every unit loaded in the
+// unit's slice to recompute which cgroup controllers the slice needs
+// (unit_add_family_to_cgroup_realize_queue), and each user's enabled socket
+// keeps that user's agent unit loaded. With every agent in one slice, each
+// start walked every user's unit: per start cost grew with the number of
+// users, and a morning's wave of first requests with its square. Slices
+// nest, so the agents stay under system-octo\x2dagent.slice, which an
+// operator can still cap as a whole.
+package agentslice
+
+import (
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Groups is the number of slices the agents are spread over: each start
+// then walks about users/Groups units in its slice and the Groups slices
+// beside it, least at about Groups² users. Fixed, so that a user's slice
+// never changes while their agent runs.
+const Groups = 32
+
+// Parent is the slice the groups are in: the one systemd puts every
+// octo-agent@ unit in by default (a user whose socket is not enabled).
+const Parent = `system-octo\x2dagent.slice`
+
+// Of returns the slice of the agent unit octo-agent@INSTANCE.service, where
+// instance is the unit's instance name as systemd spells it (escaped).
+func Of(instance string) string {
+	h := fnv.New32a()
+	h.Write([]byte(instance))
+	return fmt.Sprintf(`system-octo\x2dagent-%02d.slice`, h.Sum32()%Groups)
+}
+
+// Instances returns the instance names of the octo-agent@ sockets and
+// services enabled in the given unit directories (the links in their
+// *.wants and *.requires directories that systemctl enable makes), sorted,
+// each once. A directory that does not exist holds none.
+func Instances(unitDirs ...string) ([]string, error) {
+	var out []string
+	for _, dir := range unitDirs {
+		for _, kind := range []string{"wants", "requires"} {
+			deps, err := filepath.Glob(filepath.Join(dir, "*."+kind))
+			if err != nil {
+				return nil, err
+			}
+			for _, d := range deps {
+				ents, err := os.ReadDir(d)
+				if err != nil && !os.IsNotExist(err) {
+					return nil, err
+				}
+				for _, e := range ents {
+					if i, ok := instanceOf(e.Name()); ok {
+						out = append(out, i)
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// instanceOf returns the instance of octo-agent@INSTANCE.socket or
+// octo-agent@INSTANCE.service, if name is one with a valid instance.
+func instanceOf(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, "octo-agent@")
+	if !ok {
+		return "", false
+	}
+	i, ok := strings.CutSuffix(rest, ".socket")
+	if !ok {
+		i, ok = strings.CutSuffix(rest, ".service")
+	}
+	return i, ok && validInstance(i)
+}
+
+// validInstance reports whether s may be a unit's instance name: the
+// characters systemd allows, which keep it one path element.
+func validInstance(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range s {
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune(`:-_.\`, c)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// DropIn is the name of the drop-in files Write writes. An operator's own
+// drop-in (systemctl edit writes override.conf) sorts after it and wins.
+const DropIn = "10-octo-slice.conf"
+
+// Write writes into dir (a generator's output directory), for each
+// instance, a drop-in putting octo-agent@INSTANCE.service in its slice and
+// one making octo-agent@INSTANCE.socket want that slice, so that the slice
+// exists before the user's first request.
+func Write(dir string, instances []string) error {
+	for _, i := range instances {
+		s := Of(i)
+		for unit, body := range map[string]string{
+			"octo-agent@" + i + ".service": "[Service]\nSlice=" + s + "\n",
+			"octo-agent@" + i + ".socket":  "[Unit]\nWants=" + s + "\n",
+		} {
+			d := filepath.Join(dir, unit+".d")
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(d, DropIn), []byte(body), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

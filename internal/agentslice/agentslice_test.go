@@ -1,0 +1,93 @@
+package agentslice
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestOfSpreadsUsers(t *testing.T) {
+	count := map[string]int{}
+	const users = 100 * Groups
+	for i := range users {
+		u := fmt.Sprintf("user%d", i)
+		s := Of(u)
+		if again := Of(u); again != s {
+			t.Fatalf("Of(%q) = %q, then %q: want the same slice every time", u, s, again)
+		}
+		// A slice named PARENT-minus-".slice" + "-NN.slice" nests in PARENT.
+		n, ok := strings.CutPrefix(s, strings.TrimSuffix(Parent, ".slice")+"-")
+		if !ok || !strings.HasSuffix(n, ".slice") || len(n) != len("00.slice") {
+			t.Fatalf("Of(%q) = %q, want a slice inside %s", u, s, Parent)
+		}
+		count[s]++
+	}
+	if got := len(count); got != Groups {
+		t.Errorf("%d users fell into %d slices, want all %d", users, got, Groups)
+	}
+	for s, n := range count {
+		if n < 60 || n > 140 {
+			t.Errorf("%s holds %d of %d users, want about %d", s, n, users, users/Groups)
+		}
+	}
+}
+
+func TestInstances(t *testing.T) {
+	etc, run := t.TempDir(), t.TempDir()
+	for _, l := range []string{
+		etc + "/sockets.target.wants/octo-agent@alice.socket",
+		etc + "/sockets.target.wants/octo-agent@bob.socket",
+		etc + "/sockets.target.wants/octo.socket",
+		etc + "/sockets.target.wants/octo-agentx@eve.socket",
+		etc + "/multi-user.target.wants/octo-agent@carol.service",
+		etc + "/multi-user.target.wants/octo-agent@alice.service", // alice twice
+		etc + "/multi-user.target.wants/octo-agent@.service",      // no instance
+		etc + "/multi-user.target.wants/octo-agent@a b.socket",    // not a unit name
+		etc + "/multi-user.target.wants/octo-agent@d.timer",
+		run + "/sockets.target.requires/octo-agent@dave\\x2dx.socket",
+		etc + "/octo-agent@frank.socket", // not enabled: no .wants
+	} {
+		if err := os.MkdirAll(filepath.Dir(l), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("/etc/systemd/system/octo-agent@.socket", l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Instances(etc, run, filepath.Join(etc, "missing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"alice", "bob", "carol", `dave\x2dx`}; !slices.Equal(got, want) {
+		t.Errorf("Instances = %q, want %q", got, want)
+	}
+}
+
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	if err := Write(dir, []string{"alice", `dave\x2dx`}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"octo-agent@alice.service.d/" + DropIn, "[Service]\nSlice=" + Of("alice") + "\n"},
+		{"octo-agent@alice.socket.d/" + DropIn, "[Unit]\nWants=" + Of("alice") + "\n"},
+		{`octo-agent@dave\x2dx.service.d/` + DropIn, "[Service]\nSlice=" + Of(`dave\x2dx`) + "\n"},
+		{`octo-agent@dave\x2dx.socket.d/` + DropIn, "[Unit]\nWants=" + Of(`dave\x2dx`) + "\n"},
+	} {
+		got, err := os.ReadFile(filepath.Join(dir, tc.path))
+		if err != nil {
+			t.Errorf("read %s: %v", tc.path, err)
+			continue
+		}
+		if string(got) != tc.want {
+			t.Errorf("%s = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 4 {
+		t.Errorf("wrote %d entries, want 4 drop-in directories", len(ents))
+	}
+}
