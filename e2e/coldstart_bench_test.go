@@ -314,7 +314,8 @@ func unitLines(unit, first, last string) []string {
 
 // coldStartUsers adds users to the box (straight into /etc/passwd and
 // /etc/group: useradd is much slower), starts their sockets of each
-// template (NAME@USER.socket), and returns an admin token.
+// template (NAME@USER.socket; octo-agent's enabled), and returns an admin
+// token.
 func coldStartUsers(b *testing.B, bx *box.Box, users []string, templates ...string) string {
 	ctx := context.Background()
 	// The users are cs00000, cs00001, ... with uid and gid 20000 + i.
@@ -334,11 +335,22 @@ done 3>>/etc/passwd 4>>/etc/group
 	if out, err := bx.Sh(ctx, script); err != nil {
 		b.Fatalf("add users: %v\n%s", err, out)
 	}
-	// Start the sockets in slices: one systemctl call per few hundred units.
-	var units []string
+	// Start the sockets, a few hundred per systemctl call. octo's are
+	// enabled, as an operator does, so that its generator places the
+	// agents in their slices; the floors' are only started.
+	var units, agents []string
 	for _, u := range users {
 		for _, t := range templates {
-			units = append(units, t+"@"+u+".socket")
+			if t == "octo-agent" {
+				agents = append(agents, t+"@"+u+".socket")
+			} else {
+				units = append(units, t+"@"+u+".socket")
+			}
+		}
+	}
+	for c := range slices.Chunk(agents, 1000) {
+		if out, err := bx.Run(ctx, append([]string{"systemctl", "enable", "--now"}, c...)...); err != nil {
+			b.Fatalf("enable agent sockets: %v\n%s", err, out)
 		}
 	}
 	for c := range slices.Chunk(units, 600) {
