@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -12,8 +13,9 @@ import (
 
 // The installed generator spreads the enabled users' agents over
 // agentslice.Groups slices inside system-octo\x2dagent.slice: set before any
-// agent starts, for a user enabled later as soon as systemctl enable
-// returns, and an operator's own drop-in still wins.
+// agent starts; for a user enabled later, as soon as systemctl enable
+// returns, without disturbing an agent already running; and an operator's
+// own drop-in still wins.
 func TestAgentsSpreadOverSlices(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
@@ -36,17 +38,40 @@ func TestAgentsSpreadOverSlices(t *testing.T) {
 		t.Errorf("carol's agent runs in cgroup %q, want %q", got, want)
 	}
 
-	// A user enabled later: systemctl enable reloads, the generator runs.
+	// A user whose agent already runs when the generator first places it
+	// (an upgrade from an octo without it, or a socket started before it
+	// was enabled): the agent serves on in the slice it started in, and
+	// starts in its own slice next time. systemctl enable reloads, so the
+	// generator runs before enable returns.
 	const late = "slicetest"
-	if out, err := b.Sh(ctx, "useradd -m -U -s /bin/sh "+late+" && systemctl enable --now octo-agent@"+late+".socket"); err != nil {
-		t.Fatalf("enable a new user: %v\n%s", err, out)
+	unit, sock := "octo-agent@"+late+".service", "/run/octo/agent-"+late+".sock"
+	if out, err := b.Sh(ctx, "useradd -m -U -s /bin/sh "+late+" && systemctl start "+unit); err != nil {
+		t.Fatalf("start a new user's agent: %v\n%s", err, out)
 	}
 	t.Cleanup(func() {
-		b.Sh(ctx, "systemctl disable --now octo-agent@"+late+".socket; rm -rf /etc/systemd/system/octo-agent@"+late+".service.d; systemctl daemon-reload; userdel -r "+late)
+		b.Sh(ctx, "systemctl disable --now octo-agent@"+late+".socket; systemctl stop "+unit+"; rm -rf /etc/systemd/system/"+unit+".d; systemctl daemon-reload; userdel -r "+late)
 	})
-	unit := "octo-agent@" + late + ".service"
+	before := unitProp(t, b, unit, "ControlGroup")
+	if want := "/system.slice/" + agentslice.Parent + "/" + unit; before != want {
+		t.Errorf("before it is enabled, %s runs in %q, want %q", unit, before, want)
+	}
+	if out, err := b.Run(ctx, "systemctl", "enable", "octo-agent@"+late+".socket"); err != nil {
+		t.Fatalf("enable: %v\n%s", err, out)
+	}
 	if got, want := unitProp(t, b, unit, "Slice"), agentslice.Of(late); got != want {
-		t.Errorf("after systemctl enable --now, %s is in %q, want %q", unit, got, want)
+		t.Errorf("after systemctl enable, %s is in %q, want %q", unit, got, want)
+	}
+	if res := agentInfoAs(t, late, sock); res.Error != "" || res.Info == nil || fmt.Sprint(res.Info.PID) != unitProp(t, b, unit, "MainPID") {
+		t.Errorf("after the reload, the running agent answers %+v, want its Info", res)
+	}
+	if out, err := b.Run(ctx, "systemctl", "restart", unit); err != nil {
+		t.Fatalf("restart: %v\n%s", err, out)
+	}
+	if got, want := unitProp(t, b, unit, "ControlGroup"), "/system.slice/"+agentslice.Parent+"/"+agentslice.Of(late)+"/"+unit; got != want {
+		t.Errorf("restarted, %s runs in %q, want %q", unit, got, want)
+	}
+	if res := agentInfoAs(t, late, sock); res.Error != "" || res.Info == nil {
+		t.Errorf("restarted in its slice, the agent answers %+v, want its Info", res)
 	}
 	// An operator's drop-in (systemctl edit writes override.conf) wins.
 	if out, err := b.Sh(ctx, "mkdir -p /etc/systemd/system/"+unit+".d && printf '[Service]\\nSlice=custom.slice\\n' > /etc/systemd/system/"+unit+".d/override.conf && systemctl daemon-reload"); err != nil {
