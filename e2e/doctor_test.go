@@ -116,6 +116,13 @@ func TestDoctor(t *testing.T) {
 		wantFix: "fix: systemctl enable octo-agent@bob.socket",
 		level:   "warn",
 	}, {
+		name:    "slices generator missing",
+		breakIt: "mv /etc/systemd/system-generators/octo-agent-slices /root/octo-agent-slices",
+		fix:     "mv /root/octo-agent-slices /etc/systemd/system-generators/octo-agent-slices",
+		what:    "agent slices", wantMsg: "the generator octo-agent-slices is not installed",
+		wantFix: "fix: install it: units/install.sh",
+		level:   "warn",
+	}, {
 		name:    "socket mode 0666",
 		breakIt: "chmod 0666 /run/octo/agent-carol.sock",
 		fix:     "chmod 0660 /run/octo/agent-carol.sock",

@@ -70,6 +70,24 @@ func (d *doctor) checkUnits(ctx context.Context) {
 		return
 	}
 	d.ok("units", "installed in %s", strings.Join(dirs, ", "))
+	d.checkSlicesGenerator()
+}
+
+// generatorDirs are where systemd looks for the system generators an
+// installer or a package puts there.
+var generatorDirs = []string{"/etc/systemd/system-generators", "/usr/local/lib/systemd/system-generators", "/usr/lib/systemd/system-generators", "/lib/systemd/system-generators"}
+
+// checkSlicesGenerator warns when the generator that spreads the agents over
+// slices (units/README.md, Slices) is missing: everything works, but each
+// agent start costs systemd more the more users there are.
+func (d *doctor) checkSlicesGenerator() {
+	for _, dir := range generatorDirs {
+		if fi, err := os.Stat(filepath.Join(dir, "octo-agent-slices")); err == nil && fi.Mode()&0o111 != 0 {
+			d.ok("agent slices", "generator installed in %s", dir)
+			return
+		}
+	}
+	d.warn("agent slices", "install it: units/install.sh", "the generator octo-agent-slices is not installed in %s: every agent shares one slice, and systemd's work to start one grows with the number of users", strings.Join(generatorDirs, ", "))
 }
 
 func findUnit(name string) string {

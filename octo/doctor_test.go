@@ -248,3 +248,36 @@ func TestDoctorCallAgent(t *testing.T) {
 		t.Errorf("no socket: %+v, want a FAIL", f)
 	}
 }
+
+func TestDoctorSlicesGenerator(t *testing.T) {
+	dir := t.TempDir()
+	old := generatorDirs
+	generatorDirs = []string{filepath.Join(dir, "missing"), dir}
+	t.Cleanup(func() { generatorDirs = old })
+	gen := filepath.Join(dir, "octo-agent-slices")
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode // 0: no file
+		want level
+	}{
+		{"missing", 0, levelWarn},
+		{"not executable", 0o644, levelWarn},
+		{"installed", 0o755, levelOK},
+	} {
+		os.Remove(gen)
+		if tc.mode != 0 {
+			if err := os.WriteFile(gen, []byte("#!/bin/sh\n"), tc.mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d := testDoctor(t)
+		d.checkSlicesGenerator()
+		f := d.findings[len(d.findings)-1]
+		if f.what != "agent slices" || f.level != tc.want {
+			t.Errorf("%s: got %v %q, want %v", tc.name, f.level, f.msg, tc.want)
+		}
+		if tc.want == levelWarn && !strings.Contains(f.fix, "units/install.sh") {
+			t.Errorf("%s: fix %q does not name the installer", tc.name, f.fix)
+		}
+	}
+}
