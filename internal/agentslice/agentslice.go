@@ -13,12 +13,15 @@
 package agentslice
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // Groups is the number of slices the agents are spread over: each start
@@ -42,7 +45,8 @@ func Of(instance string) string {
 // Instances returns the instance names of the octo-agent@ sockets and
 // services enabled in the given unit directories (the links in their
 // *.wants and *.requires directories that systemctl enable makes), sorted,
-// each once. A directory that does not exist holds none.
+// each once. A directory that does not exist, or a file where one was
+// expected, holds none.
 func Instances(unitDirs ...string) ([]string, error) {
 	var out []string
 	for _, dir := range unitDirs {
@@ -53,7 +57,7 @@ func Instances(unitDirs ...string) ([]string, error) {
 			}
 			for _, d := range deps {
 				ents, err := os.ReadDir(d)
-				if err != nil && !os.IsNotExist(err) {
+				if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 					return nil, err
 				}
 				for _, e := range ents {

@@ -57,6 +57,10 @@ func TestInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A file named like a directory of links is not one.
+	if err := os.WriteFile(filepath.Join(etc, "stray.wants"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	got, err := Instances(etc, run, filepath.Join(etc, "missing"))
 	if err != nil {
 		t.Fatal(err)
@@ -89,5 +93,26 @@ func TestWrite(t *testing.T) {
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 4 {
 		t.Errorf("wrote %d entries, want 4 drop-in directories", len(ents))
+	}
+}
+
+// BenchmarkGenerate is the generator's work on every daemon-reload for
+// 2,000 enabled users: find them, write their drop-ins.
+func BenchmarkGenerate(b *testing.B) {
+	etc := b.TempDir()
+	wants := filepath.Join(etc, "sockets.target.wants")
+	os.MkdirAll(wants, 0o755)
+	for i := range 2000 {
+		os.Symlink("../octo-agent@.socket", filepath.Join(wants, fmt.Sprintf("octo-agent@user%d.socket", i)))
+	}
+	for b.Loop() {
+		out := b.TempDir()
+		users, err := Instances(etc)
+		if err != nil || len(users) != 2000 {
+			b.Fatalf("Instances: %d users, %v", len(users), err)
+		}
+		if err := Write(out, users); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
