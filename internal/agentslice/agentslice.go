@@ -39,7 +39,8 @@ const Parent = `system-octo\x2dagent.slice`
 func Of(instance string) string {
 	h := fnv.New32a()
 	h.Write([]byte(instance))
-	return fmt.Sprintf(`system-octo\x2dagent-%02d.slice`, h.Sum32()%Groups)
+	// A slice named P-NN.slice nests in P.slice.
+	return fmt.Sprintf("%s-%02d.slice", strings.TrimSuffix(Parent, ".slice"), h.Sum32()%Groups)
 }
 
 // Instances returns the instance names of the octo-agent@ sockets and
