@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"octo/internal/agentslice"
@@ -19,12 +20,15 @@ func agentSlicesCmd(args []string) error {
 	if len(args) != 1 && len(args) != 3 {
 		return fmt.Errorf("%w: agent-slices NORMAL-DIR [EARLY-DIR LATE-DIR] (systemd runs it as a generator)", errUsage)
 	}
-	users, err := agentslice.Instances(enableDirs...)
-	if err != nil {
-		return fmt.Errorf("find enabled agents: %w", err)
+	// What can be placed is, even if something could not be read: each
+	// agent left out just stays in the common slice.
+	users, ferr := agentslice.Instances(enableDirs...)
+	werr := agentslice.Write(args[0], users)
+	if ferr != nil {
+		ferr = fmt.Errorf("find enabled agents: %w", ferr)
 	}
-	if err := agentslice.Write(args[0], users); err != nil {
-		return fmt.Errorf("write agent slices: %w", err)
+	if werr != nil {
+		werr = fmt.Errorf("write agent slices: %w", werr)
 	}
-	return nil
+	return errors.Join(ferr, werr)
 }

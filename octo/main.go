@@ -11,7 +11,7 @@
 //	octo check-config [PATH | --config PATH]
 //	octo doctor [--config PATH] [--user NAME]...
 //	octo reload PID
-//	octo agent-slices DIR    (systemd generator; see units/README.md)
+//	octo agent-slices DIR [EARLY-DIR LATE-DIR]   (systemd runs it as a generator; units/README.md)
 //	octo version
 //	octo run|attach|ps|logs|stop|signal|rm|cp|ls ...   (the API's client; octo help lists them)
 package main

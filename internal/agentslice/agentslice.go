@@ -47,19 +47,18 @@ func Of(instance string) string {
 // services enabled in the given unit directories (the links in their
 // *.wants and *.requires directories that systemctl enable makes), sorted,
 // each once. A directory that does not exist, or a file where one was
-// expected, holds none.
+// expected, holds none; one that cannot be read is reported in the error,
+// and the others' instances are still returned.
 func Instances(unitDirs ...string) ([]string, error) {
 	var out []string
+	var errs []error
 	for _, dir := range unitDirs {
 		for _, kind := range []string{"wants", "requires"} {
-			deps, err := filepath.Glob(filepath.Join(dir, "*."+kind))
-			if err != nil {
-				return nil, err
-			}
+			deps, _ := filepath.Glob(filepath.Join(dir, "*."+kind)) // the pattern is valid
 			for _, d := range deps {
 				ents, err := os.ReadDir(d)
 				if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-					return nil, err
+					errs = append(errs, err)
 				}
 				for _, e := range ents {
 					if i, ok := instanceOf(e.Name()); ok {
@@ -70,7 +69,7 @@ func Instances(unitDirs ...string) ([]string, error) {
 		}
 	}
 	slices.Sort(out)
-	return slices.Compact(out), nil
+	return slices.Compact(out), errors.Join(errs...)
 }
 
 // instanceOf returns the instance of octo-agent@INSTANCE.socket or
@@ -88,13 +87,14 @@ func instanceOf(name string) (string, bool) {
 }
 
 // validInstance reports whether s may be a unit's instance name: the
-// characters systemd allows, which keep it one path element.
+// characters systemd allows there (alice@corp.example too), which keep it
+// one path element.
 func validInstance(s string) bool {
 	if s == "" || s == "." || s == ".." {
 		return false
 	}
 	for _, c := range s {
-		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune(`:-_.\`, c)
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune(`:-_.\@`, c)
 		if !ok {
 			return false
 		}
@@ -102,15 +102,19 @@ func validInstance(s string) bool {
 	return true
 }
 
-// DropIn is the name of the drop-in files Write writes. An operator's own
-// drop-in (systemctl edit writes override.conf) sorts after it and wins.
-const DropIn = "10-octo-slice.conf"
+// DropIn is the name of the drop-in files Write writes. Drop-ins apply in
+// the order of their names, whatever their directory, and the last Slice=
+// wins: an operator's own (systemctl edit writes override.conf) sorts after
+// this one.
+const DropIn = "00-octo-slice.conf"
 
 // Write writes into dir (a generator's output directory), for each
 // instance, a drop-in putting octo-agent@INSTANCE.service in its slice and
 // one making octo-agent@INSTANCE.socket want that slice, so that the slice
-// exists before the user's first request.
+// exists before the user's first request. It writes every instance it can
+// and reports those it could not.
 func Write(dir string, instances []string) error {
+	var errs []error
 	for _, i := range instances {
 		s := Of(i)
 		for unit, body := range map[string]string{
@@ -118,13 +122,14 @@ func Write(dir string, instances []string) error {
 			"octo-agent@" + i + ".socket":  "[Unit]\nWants=" + s + "\n",
 		} {
 			d := filepath.Join(dir, unit+".d")
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return err
+			err := os.MkdirAll(d, 0o755)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(d, DropIn), []byte(body), 0o644)
 			}
-			if err := os.WriteFile(filepath.Join(d, DropIn), []byte(body), 0o644); err != nil {
-				return err
+			if err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -35,6 +35,23 @@ func TestOfSpreadsUsers(t *testing.T) {
 	}
 }
 
+// A user's slice must not move from one version to the next (an agent
+// running when its drop-in changes stays where it started, and operators'
+// notes name slices): FNV-1a of the instance, mod 32, computed here
+// independently of Of.
+func TestOfIsStable(t *testing.T) {
+	for _, tc := range []struct{ instance, want string }{
+		{"alice", `system-octo\x2dagent-07.slice`},
+		{"dev-ops", `system-octo\x2dagent-29.slice`},
+		{`dave\x2dx`, `system-octo\x2dagent-23.slice`},
+		{"erin@corp.example", `system-octo\x2dagent-03.slice`},
+	} {
+		if got := Of(tc.instance); got != tc.want {
+			t.Errorf("Of(%q) = %q, want %q", tc.instance, got, tc.want)
+		}
+	}
+}
+
 func TestInstances(t *testing.T) {
 	etc, run := t.TempDir(), t.TempDir()
 	for _, l := range []string{
@@ -48,6 +65,7 @@ func TestInstances(t *testing.T) {
 		etc + "/multi-user.target.wants/octo-agent@a b.socket",    // not a unit name
 		etc + "/multi-user.target.wants/octo-agent@d.timer",
 		run + "/sockets.target.requires/octo-agent@dave\\x2dx.socket",
+		etc + "/sockets.target.wants/octo-agent@erin@corp.example.socket",
 		etc + "/octo-agent@frank.socket", // not enabled: no .wants
 	} {
 		if err := os.MkdirAll(filepath.Dir(l), 0o755); err != nil {
@@ -65,7 +83,7 @@ func TestInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"alice", "bob", "carol", `dave\x2dx`}; !slices.Equal(got, want) {
+	if want := []string{"alice", "bob", "carol", `dave\x2dx`, "erin@corp.example"}; !slices.Equal(got, want) {
 		t.Errorf("Instances = %q, want %q", got, want)
 	}
 }
@@ -114,5 +132,25 @@ func BenchmarkGenerate(b *testing.B) {
 		if err := Write(out, users); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A directory that cannot be read is reported, and the rest still counted:
+// the generator places every agent it can.
+func TestInstancesReadsPastABadDirectory(t *testing.T) {
+	etc := t.TempDir()
+	if err := os.Symlink("loop.wants", filepath.Join(etc, "loop.wants")); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(etc, "sockets.target.wants"), 0o755)
+	if err := os.Symlink("../octo-agent@.socket", filepath.Join(etc, "sockets.target.wants", "octo-agent@alice.socket")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Instances(etc)
+	if err == nil || !strings.Contains(err.Error(), "loop.wants") {
+		t.Errorf("err = %v, want one naming loop.wants", err)
+	}
+	if want := []string{"alice"}; !slices.Equal(got, want) {
+		t.Errorf("Instances = %q, want %q", got, want)
 	}
 }
