@@ -123,6 +123,14 @@ func TestDoctor(t *testing.T) {
 		wantFix: "fix: install it: units/install.sh",
 		level:   "warn",
 	}, {
+		name:    "agent not placed in a slice",
+		breakIt: "mv /etc/systemd/system-generators/octo-agent-slices /root/octo-agent-slices && systemctl daemon-reload",
+		fix:     "mv /root/octo-agent-slices /etc/systemd/system-generators/octo-agent-slices && systemctl daemon-reload",
+		args:    []string{"--user", "bob"},
+		what:    "agent bob", wantMsg: `octo-agent@bob.service is in system-octo\x2dagent.slice, not in a slice of its own`,
+		wantFix: "fix: systemctl daemon-reload",
+		level:   "warn",
+	}, {
 		name:    "socket mode 0666",
 		breakIt: "chmod 0666 /run/octo/agent-carol.sock",
 		fix:     "chmod 0660 /run/octo/agent-carol.sock",

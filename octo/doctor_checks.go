@@ -81,13 +81,25 @@ var generatorDirs = []string{"/etc/systemd/system-generators", "/usr/local/lib/s
 // slices (units/README.md, Slices) is missing: everything works, but each
 // agent start costs systemd more the more users there are.
 func (d *doctor) checkSlicesGenerator() {
+	const why = "every agent shares one slice, and systemd's work to start one grows with the number of users"
 	for _, dir := range generatorDirs {
-		if fi, err := os.Stat(filepath.Join(dir, "octo-agent-slices")); err == nil && fi.Mode()&0o111 != 0 {
+		// The first found is the one systemd runs: one in /etc masks (or
+		// overrides) the others, as with units.
+		p := filepath.Join(dir, "octo-agent-slices")
+		fi, err := os.Stat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			d.warn("agent slices", "install it: units/install.sh", "%v: %s", err, why)
+		case !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0:
+			d.warn("agent slices", "install it: units/install.sh (or remove the mask "+p+")", "%s is masked or not executable: %s", p, why)
+		default:
 			d.ok("agent slices", "generator installed in %s", dir)
-			return
 		}
+		return
 	}
-	d.warn("agent slices", "install it: units/install.sh", "the generator octo-agent-slices is not installed in %s: every agent shares one slice, and systemd's work to start one grows with the number of users", strings.Join(generatorDirs, ", "))
+	d.warn("agent slices", "install it: units/install.sh", "the generator octo-agent-slices is not installed in %s: %s", strings.Join(generatorDirs, ", "), why)
 }
 
 func findUnit(name string) string {

@@ -250,34 +250,44 @@ func TestDoctorCallAgent(t *testing.T) {
 }
 
 func TestDoctorSlicesGenerator(t *testing.T) {
-	dir := t.TempDir()
-	old := generatorDirs
-	generatorDirs = []string{filepath.Join(dir, "missing"), dir}
-	t.Cleanup(func() { generatorDirs = old })
-	gen := filepath.Join(dir, "octo-agent-slices")
 	for _, tc := range []struct {
-		name string
-		mode os.FileMode // 0: no file
-		want level
+		name        string
+		etc, usrlib os.FileMode // the generator's mode in each; 0: none
+		mask        bool        // /etc's is a link to /dev/null
+		want        level
 	}{
-		{"missing", 0, levelWarn},
-		{"not executable", 0o644, levelWarn},
-		{"installed", 0o755, levelOK},
+		{name: "missing", want: levelWarn},
+		{name: "not executable", usrlib: 0o644, want: levelWarn},
+		{name: "installed", usrlib: 0o755, want: levelOK},
+		{name: "in /etc, over another", etc: 0o755, usrlib: 0o644, want: levelOK},
+		{name: "masked in /etc", mask: true, usrlib: 0o755, want: levelWarn},
 	} {
-		os.Remove(gen)
-		if tc.mode != 0 {
-			if err := os.WriteFile(gen, []byte("#!/bin/sh\n"), tc.mode); err != nil {
-				t.Fatal(err)
+		t.Run(tc.name, func(t *testing.T) {
+			etc, usrlib := t.TempDir(), t.TempDir()
+			old := generatorDirs
+			generatorDirs = []string{etc, filepath.Join(etc, "missing"), usrlib}
+			t.Cleanup(func() { generatorDirs = old })
+			for dir, mode := range map[string]os.FileMode{etc: tc.etc, usrlib: tc.usrlib} {
+				if mode != 0 {
+					if err := os.WriteFile(filepath.Join(dir, "octo-agent-slices"), []byte("#!/bin/sh\n"), mode); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
-		}
-		d := testDoctor(t)
-		d.checkSlicesGenerator()
-		f := d.findings[len(d.findings)-1]
-		if f.what != "agent slices" || f.level != tc.want {
-			t.Errorf("%s: got %v %q, want %v", tc.name, f.level, f.msg, tc.want)
-		}
-		if tc.want == levelWarn && !strings.Contains(f.fix, "units/install.sh") {
-			t.Errorf("%s: fix %q does not name the installer", tc.name, f.fix)
-		}
+			if tc.mask {
+				if err := os.Symlink("/dev/null", filepath.Join(etc, "octo-agent-slices")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d := testDoctor(t)
+			d.checkSlicesGenerator()
+			f := d.findings[len(d.findings)-1]
+			if f.what != "agent slices" || f.level != tc.want {
+				t.Errorf("got %v %q, want %v", f.level, f.msg, tc.want)
+			}
+			if tc.want == levelWarn && !strings.Contains(f.fix, "units/install.sh") {
+				t.Errorf("fix %q does not name the installer", f.fix)
+			}
+		})
 	}
 }

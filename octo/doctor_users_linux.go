@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"octo/internal/agentrpc"
+	"octo/internal/agentslice"
 	"octo/internal/backend"
 	"octo/internal/config"
 	"octo/internal/peercred"
@@ -104,6 +105,11 @@ func (d *doctor) checkAgent(ctx context.Context, u backend.User) {
 		unit := "octo-agent@" + u.Name + ".socket"
 		if en := d.systemctl(ctx, "is-enabled", unit); en != "enabled" {
 			d.warn(what, "systemctl enable "+unit, "%s listens but is %s: it will not after a reboot", unit, en)
+		} else if svc := "octo-agent@" + u.Name + ".service"; d.systemctl(ctx, "show", "-P", "Slice", svc) == agentslice.Parent {
+			// Enabled, yet not placed: the generator did not run since
+			// (systemctl --no-reload enable), or could not.
+			d.warn(what, "systemctl daemon-reload (if it stays, see the \"agent slices\" line and journalctl -b | grep octo-agent-slices)",
+				"%s is in %s, not in a slice of its own: its starts cost systemd more the more users there are", svc, agentslice.Parent)
 		}
 	}
 	d.callAgent(ctx, what, u, placement, sock)
